@@ -1,0 +1,289 @@
+"""Typed configuration, read from one TOML file.
+
+Every key has a default, so an empty file (or none at all) gives a working server on loopback.
+The contract other tools rely on: top-level ``hostname`` and ``data_dir``, a ``[listen]`` table
+mapping roles to "host:port", and ``[tls]`` with optional ``cert`` and ``key``. Everything else
+is documented in docs/CONFIGURATION.md and here, next to its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The roles a listener can play, and the TLS mode each one speaks.
+# "starttls": plain first, upgraded by STARTTLS/STLS; "implicit": TLS from the first byte;
+# "plain": no TLS offered (HTTP only, until the web issue decides otherwise).
+ROLE_TLS_MODE: dict[str, str] = {
+    "smtp": "starttls",
+    "submission": "starttls",
+    "submissions": "implicit",
+    "smtp-alt": "starttls",
+    "pop3": "starttls",
+    "pop3s": "implicit",
+    "imap": "starttls",
+    "imaps": "implicit",
+    "http": "plain",
+    "https": "implicit",
+}
+
+# The well-known port of each role; used by the first-run config (plus an offset, so the
+# server runs unprivileged) and by `postar dns` for SRV records.
+ROLE_STANDARD_PORT: dict[str, int] = {
+    "smtp": 25,
+    "submission": 587,
+    "submissions": 465,
+    "smtp-alt": 2525,
+    "pop3": 110,
+    "pop3s": 995,
+    "imap": 143,
+    "imaps": 993,
+    "http": 80,
+    "https": 443,
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file is not valid; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, role: str, text: str) -> ListenAddress:
+        # "host:port", "[v6]:port" or ":port" (all interfaces)
+        text = text.strip()
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+        else:
+            host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"listen.{role}: expected 'host:port', got {text!r}")
+        return cls(host or "0.0.0.0", int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: Path | None = None  # PEM certificate chain; self-signed in data_dir when absent
+    key: Path | None = None  # PEM private key
+    min_version: str = "TLSv1.2"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    message_size: int = 50 * 1024 * 1024  # bytes; advertised in EHLO SIZE
+    recipients_per_message: int = 100  # RFC 5321 4.5.3.1.8 asks for at least 100
+    line_length: int = 4096  # longest command line accepted (SMTP/POP3/IMAP commands)
+    literal_size: int = 64 * 1024 * 1024  # largest IMAP literal accepted
+    connections_total: int = 20000  # open connections across all listeners
+    connections_per_ip: int = 200  # open connections from one client address
+    smtp_idle_timeout: float = 300.0  # seconds waiting for a command (RFC 5321 4.5.3.2.7)
+    pop3_idle_timeout: float = 600.0  # RFC 1939 asks for at least 10 minutes
+    imap_idle_timeout: float = 1860.0  # RFC 9051: at least 30 minutes; IDLE clients re-issue at 29
+    http_idle_timeout: float = 60.0
+    commands_per_session: int = 10000  # a command flood ends the session after this many
+    errors_per_session: int = 20  # protocol errors before the server hangs up
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    # Plain-text mechanisms (PLAIN, LOGIN, USER/PASS, IMAP LOGIN) over an unencrypted connection
+    # are refused except from loopback, as Dovecot's disable_plaintext_auth does.
+    allow_plaintext_without_tls: bool = False
+    allow_plaintext_from_loopback: bool = True
+    failures_before_delay: int = 3  # failed logins (per IP, per account) before each answer slows
+    failure_delay: float = 2.0  # seconds added per failure past the threshold, capped at 15 s
+    failures_before_lockout: int = 20  # then refuse that IP/account for lockout_seconds
+    lockout_seconds: float = 900.0
+    failure_window: float = 3600.0  # failures older than this are forgotten
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    # Networks (CIDR) whose clients may relay without authentication, e.g. a web app's host.
+    trusted_networks: tuple[str, ...] = ()
+    # "normalize": a bare LF or CR inside DATA becomes CRLF; "reject": answer 550 5.6.0.
+    # Either way only CRLF.CRLF ends the data, so no second message can be smuggled.
+    bare_newlines: str = "normalize"
+    max_received_headers: int = 50  # loop detection: more than this many Received: is refused
+    require_tls_for_auth: bool = True  # AUTH is offered only after STARTTLS (loopback excepted)
+    banner: str = "ESMTP Postar"
+
+
+@dataclass(frozen=True)
+class POP3Config:
+    # RFC 2449 EXPIRE: "NEVER" leaves mail on the server as long as the client wants.
+    expire: str = "NEVER"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    backend: str = "sqlite"  # "sqlite" (embedded default); "postgres" comes later
+    default_quota: int = 0  # bytes per account, 0 = unlimited
+    # Group commit: deliveries arriving within this window share one transaction and fsync.
+    group_commit_window: float = 0.002
+    fsync: bool = True  # off only for throwaway test data; never in production
+
+
+@dataclass(frozen=True)
+class ProxyProtocolConfig:
+    # Roles whose listener expects a PROXY protocol v1/v2 header first (behind a load balancer).
+    roles: tuple[str, ...] = ()
+    # Only peers in these networks may send a PROXY header; others are refused.
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    retry_first_seconds: float = 300.0
+    delay_warning_seconds: float = 4 * 3600.0
+    give_up_seconds: float = 5 * 86400.0
+
+
+@dataclass(frozen=True)
+class Config:
+    hostname: str = field(default_factory=socket.getfqdn)
+    data_dir: Path = Path("./postar-data")
+    listen: dict[str, ListenAddress] = field(default_factory=dict)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    smtp: SMTPConfig = field(default_factory=SMTPConfig)
+    pop3: POP3Config = field(default_factory=POP3Config)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    log_level: str = "info"
+    source: Path | None = None  # the file this was read from, if any
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "postar.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+_SECTIONS: dict[str, type] = {
+    "tls": TLSConfig,
+    "limits": LimitsConfig,
+    "auth": AuthConfig,
+    "smtp": SMTPConfig,
+    "pop3": POP3Config,
+    "store": StoreConfig,
+    "proxy_protocol": ProxyProtocolConfig,
+    "queue": QueueConfig,
+}
+
+
+def _build_section(name: str, cls: type, raw: Any, base_dir: Path) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        key_py = key.replace("-", "_")
+        if key_py not in fields:
+            raise ConfigError(f"[{name}] has no key {key!r}; known: {', '.join(sorted(fields))}")
+        default = fields[key_py].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key} must be a list of strings")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}.{key} must be true or false")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{name}.{key} must be a number")
+            value = float(value)
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name}.{key} must be a whole number")
+        elif default is None or isinstance(default, Path):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}.{key} must be a path string")
+            path = Path(value).expanduser()
+            value = path if path.is_absolute() else base_dir / path
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{name}.{key} must be a string")
+        values[key_py] = value
+    return cls(**values)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate a TOML configuration; relative paths are relative to its folder."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return config_from_dict(raw, base_dir=path.parent.resolve(), source=path)
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: Path, source: Path | None = None) -> Config:
+    kwargs: dict[str, Any] = {"source": source}
+    for key, value in raw.items():
+        if key == "hostname":
+            if not isinstance(value, str) or not value:
+                raise ConfigError("hostname must be a non-empty string")
+            kwargs["hostname"] = value
+        elif key == "data_dir":
+            if not isinstance(value, str):
+                raise ConfigError("data_dir must be a path string")
+            p = Path(value).expanduser()
+            kwargs["data_dir"] = p if p.is_absolute() else base_dir / p
+        elif key == "log_level":
+            kwargs["log_level"] = str(value)
+        elif key == "listen":
+            if not isinstance(value, dict):
+                raise ConfigError("[listen] must be a table of role = \"host:port\"")
+            listen: dict[str, ListenAddress] = {}
+            for role, addr in value.items():
+                if role not in ROLE_TLS_MODE:
+                    raise ConfigError(
+                        f"listen.{role}: unknown role; known: {', '.join(ROLE_TLS_MODE)}"
+                    )
+                if not isinstance(addr, str):
+                    raise ConfigError(f"listen.{role} must be a \"host:port\" string")
+                listen[role] = ListenAddress.parse(role, addr)
+            kwargs["listen"] = listen
+        elif key in _SECTIONS:
+            kwargs[key] = _build_section(key, _SECTIONS[key], value, base_dir)
+        else:
+            raise ConfigError(f"unknown top-level key {key!r}")
+    return Config(**kwargs)
+
+
+def default_config_text(data_dir: Path, hostname: str, port_offset: int = 10000) -> str:
+    """The first-run configuration: every role on loopback, standard port + offset."""
+    lines = [
+        "# Postar configuration, written on first start. Every key is documented in",
+        "# docs/CONFIGURATION.md; keys left out take their defaults.",
+        f'hostname = "{hostname}"',
+        f'data_dir = "{data_dir}"',
+        "",
+        "[listen]",
+    ]
+    for role, port in ROLE_STANDARD_PORT.items():
+        if role == "https":
+            continue
+        lines.append(f'{role} = "127.0.0.1:{port + port_offset}"')
+    lines += ["", "[tls]", "# cert = \"/etc/ssl/mail.pem\"", "# key = \"/etc/ssl/mail.key\"", ""]
+    return "\n".join(lines)

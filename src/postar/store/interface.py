@@ -1,0 +1,309 @@
+"""The one interface every store backend implements; protocol code sees only this.
+
+Invariants every backend keeps:
+- Durable before acknowledged: when deliver(), append() or enqueue() returns, the message body
+  and its metadata are on stable storage (fsync), so the caller may answer 250 / OK.
+- Deliveries that arrive together share one commit (group commit).
+- UIDs in a mailbox only grow; UIDVALIDITY changes only if UIDs could be reused.
+- Every change to a mailbox takes a new MODSEQ from a per-account counter, and expunges are
+  logged with their MODSEQ (for QRESYNC VANISHED).
+- Bodies are content-addressed (sha256) and reference-counted: one copy on disk whatever the
+  number of recipients, COPYs or mailboxes.
+- Changes are published (changes()) only after they are committed.
+- Errors the caller can answer with are StoreError subclasses; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+
+from postar.mime.structure import ParsedMessage
+from postar.store.model import (
+    Account,
+    Alias,
+    Delivered,
+    DeliveryTarget,
+    Domain,
+    FlagMode,
+    Mailbox,
+    MailboxChange,
+    MessageRecord,
+    QueuedRecipient,
+    QueueEntry,
+    ScramSecrets,
+)
+
+
+class StoreError(Exception):
+    """A request the store refuses; protocol code turns it into NO / 4xx / 5xx."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class QuotaExceeded(StoreError):
+    pass
+
+
+class ModifiedSince(StoreError):
+    """CONDSTORE UNCHANGEDSINCE failed for some messages."""
+
+
+class SchemaTooNew(StoreError):
+    """The data was written by a newer Postar; refusing to downgrade it."""
+
+
+class Store(abc.ABC):
+    # ---- life cycle -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema (refusing a downgrade) and start background workers."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish in-flight commits and release files."""
+
+    # ---- domains, accounts, aliases -----------------------------------------------------
+    @abc.abstractmethod
+    async def add_domain(self, name: str, catch_all: str | None = None) -> Domain: ...
+
+    @abc.abstractmethod
+    async def get_domain(self, name: str) -> Domain | None: ...
+
+    @abc.abstractmethod
+    async def set_catch_all(self, name: str, catch_all: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def list_domains(self) -> list[Domain]: ...
+
+    @abc.abstractmethod
+    async def remove_domain(self, name: str) -> None:
+        """Refuses (StoreError) while accounts or aliases still use the domain."""
+
+    @abc.abstractmethod
+    async def add_account(
+        self,
+        address: str,
+        password_hash: str,
+        scram: ScramSecrets | None,
+        quota_bytes: int = 0,
+    ) -> Account:
+        """Create the account and its default folders (model.DEFAULT_FOLDERS), subscribed."""
+
+    @abc.abstractmethod
+    async def get_account(self, address: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+
+    @abc.abstractmethod
+    async def set_password(
+        self, address: str, password_hash: str, scram: ScramSecrets | None
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def set_quota(self, address: str, quota_bytes: int) -> None: ...
+
+    @abc.abstractmethod
+    async def remove_account(self, address: str) -> None:
+        """Delete the account, its mailboxes and messages (blobs unreferenced are freed)."""
+
+    @abc.abstractmethod
+    async def add_alias(self, address: str, targets: Sequence[str]) -> Alias: ...
+
+    @abc.abstractmethod
+    async def get_alias(self, address: str) -> Alias | None: ...
+
+    @abc.abstractmethod
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+
+    @abc.abstractmethod
+    async def remove_alias(self, address: str) -> None: ...
+
+    # ---- mailboxes ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        """All mailboxes of the account with fresh counts, sorted by name."""
+
+    @abc.abstractmethod
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        """By full name; "INBOX" matches case-insensitively (RFC 9051 5.1)."""
+
+    @abc.abstractmethod
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+
+    @abc.abstractmethod
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox:
+        """Creates missing parents too (RFC 9051 6.3.4). AlreadyExists if it exists."""
+
+    @abc.abstractmethod
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Deletes the mailbox and its messages; children stay. INBOX cannot be deleted."""
+
+    @abc.abstractmethod
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Renames with children. Renaming INBOX moves its messages to the new mailbox
+        and leaves an empty INBOX (RFC 9051 6.3.6)."""
+
+    @abc.abstractmethod
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Subscriptions are names: a subscription may outlive its mailbox (RFC 9051 6.3.7)."""
+
+    @abc.abstractmethod
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+
+    # ---- messages ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def deliver(
+        self,
+        raw: bytes,
+        parsed: ParsedMessage,
+        targets: Sequence[DeliveryTarget],
+        internal_date: float | None = None,
+    ) -> list[Delivered]:
+        """Store one message for many local recipients: one blob, one row per recipient,
+        durable on return. A recipient over quota raises QuotaExceeded for the whole call
+        only if every target is over quota; otherwise over-quota targets are skipped and
+        left out of the result (the caller answers per recipient)."""
+
+    @abc.abstractmethod
+    async def append(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        raw: bytes,
+        parsed: ParsedMessage,
+        flags: Iterable[str] = (),
+        internal_date: float | None = None,
+    ) -> MessageRecord:
+        """IMAP APPEND: durable on return. QuotaExceeded when it does not fit."""
+
+    @abc.abstractmethod
+    async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
+        """Every message of the mailbox in UID order (the IMAP/POP3 session's snapshot)."""
+
+    @abc.abstractmethod
+    async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageRecord]: ...
+
+    @abc.abstractmethod
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
+        """Messages whose MODSEQ is greater than modseq (CONDSTORE/QRESYNC)."""
+
+    @abc.abstractmethod
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        """UIDs expunged after modseq (QRESYNC VANISHED)."""
+
+    @abc.abstractmethod
+    async def get_parsed(self, blob_id: str) -> ParsedMessage:
+        """The stored parse of a message body (never re-parses)."""
+
+    @abc.abstractmethod
+    async def read_blob(self, blob_id: str, start: int = 0, length: int | None = None) -> bytes:
+        """A byte range of a stored body; only those bytes are read from disk."""
+
+    @abc.abstractmethod
+    async def set_flags(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        mode: FlagMode,
+        flags: Iterable[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageRecord], list[int]]:
+        """Change flags. Returns (records whose flags changed, with their new MODSEQ;
+        UIDs refused because their MODSEQ exceeded unchanged_since)."""
+
+    @abc.abstractmethod
+    async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove messages: the given UIDs, or (None) every message flagged \\Deleted.
+        Returns the UIDs removed, in ascending order; logs them for QRESYNC."""
+
+    @abc.abstractmethod
+    async def copy_messages(
+        self, mailbox_id: int, uids: Iterable[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        """COPY: returns (source UID, new UID) pairs in source UID order (UIDPLUS)."""
+
+    @abc.abstractmethod
+    async def move_messages(
+        self, mailbox_id: int, uids: Iterable[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        """MOVE (RFC 6851): copy then expunge atomically."""
+
+    @abc.abstractmethod
+    async def quota_usage(self, account_id: int) -> tuple[int, int]:
+        """(bytes used, limit in bytes; 0 = unlimited)."""
+
+    # ---- outbound queue -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[QueuedRecipient],
+        raw: bytes,
+        *,
+        ret: str | None = None,
+        envid: str | None = None,
+        auth_user: str | None = None,
+    ) -> QueueEntry:
+        """Durable on return, like deliver()."""
+
+    @abc.abstractmethod
+    async def list_queue(self) -> list[QueueEntry]: ...
+
+    @abc.abstractmethod
+    async def get_queue_entry(self, entry_id: int) -> QueueEntry | None: ...
+
+    @abc.abstractmethod
+    async def update_queue_entry(
+        self,
+        entry_id: int,
+        *,
+        recipients: Sequence[QueuedRecipient],
+        next_attempt: float,
+        attempts: int,
+        last_error: str | None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def remove_queue_entry(self, entry_id: int) -> None: ...
+
+    # ---- change feed ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def changes(self, account_id: int) -> AsyncIterator[MailboxChange]:
+        """Committed changes to the account's mailboxes, as they happen (IDLE, webmail).
+        Each call is an independent subscription; it ends when the iterator is closed."""
+
+    # ---- maintenance ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def backup(self, dest: Path) -> None:
+        """A consistent copy of everything into dest while the server runs."""
+
+
+def open_store_backend(config: object) -> Store:
+    """The backend named by config.store.backend."""
+    from postar.config import Config
+
+    assert isinstance(config, Config)
+    if config.store.backend == "sqlite":
+        from postar.store.sqlite.backend import SQLiteStore
+
+        return SQLiteStore(
+            config.data_dir,
+            fsync=config.store.fsync,
+            group_commit_window=config.store.group_commit_window,
+            default_quota=config.store.default_quota,
+        )
+    raise StoreError(f"unknown store backend {config.store.backend!r}")
