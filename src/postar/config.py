@@ -253,7 +253,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: Path | None = 
             kwargs["log_level"] = str(value)
         elif key == "listen":
             if not isinstance(value, dict):
-                raise ConfigError("[listen] must be a table of role = \"host:port\"")
+                raise ConfigError('[listen] must be a table of role = "host:port"')
             listen: dict[str, ListenAddress] = {}
             for role, addr in value.items():
                 if role not in ROLE_TLS_MODE:
@@ -261,7 +261,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: Path | None = 
                         f"listen.{role}: unknown role; known: {', '.join(ROLE_TLS_MODE)}"
                     )
                 if not isinstance(addr, str):
-                    raise ConfigError(f"listen.{role} must be a \"host:port\" string")
+                    raise ConfigError(f'listen.{role} must be a "host:port" string')
                 listen[role] = ListenAddress.parse(role, addr)
             kwargs["listen"] = listen
         elif key in _SECTIONS:
@@ -285,5 +285,5 @@ def default_config_text(data_dir: Path, hostname: str, port_offset: int = 10000)
         if role == "https":
             continue
         lines.append(f'{role} = "127.0.0.1:{port + port_offset}"')
-    lines += ["", "[tls]", "# cert = \"/etc/ssl/mail.pem\"", "# key = \"/etc/ssl/mail.key\"", ""]
+    lines += ["", "[tls]", '# cert = "/etc/ssl/mail.pem"', '# key = "/etc/ssl/mail.key"', ""]
     return "\n".join(lines)

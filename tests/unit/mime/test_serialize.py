@@ -31,11 +31,16 @@ def test_round_trip_keeps_every_field() -> None:
     env = Envelope(
         date="Mon, 1 Jan 2024 00:00:00 +0000",
         subject="s",
-        to=(Address(None, None, "g", None), Address("n", None, "b", "y.test"), Address(None, None, None, None)),
+        to=(
+            Address(None, None, "g", None),
+            Address("n", None, "b", "y.test"),
+            Address(None, None, None, None),
+        ),
         message_id="<m@x>",
     )
-    parsed = ParsedMessage(size=500, envelope=env, root=root, defects=("d",),
-                           search_headers="h", search_body="b")
+    parsed = ParsedMessage(
+        size=500, envelope=env, root=root, defects=("d",), search_headers="h", search_body="b"
+    )
     back = loads(dumps(parsed))
     assert back.root == root
     assert back.envelope == env
