@@ -60,6 +60,14 @@ class SchemaTooNew(StoreError):
     """The data was written by a newer Postar; refusing to downgrade it."""
 
 
+class InvalidName(StoreError):
+    """A mailbox name, flag or address the store cannot hold (empty component, space in a flag)."""
+
+
+class MailboxNotSelectable(StoreError):
+    """The mailbox is a \\Noselect placeholder kept for its children (RFC 9051 6.3.4)."""
+
+
 class Store(abc.ABC):
     # ---- life cycle -------------------------------------------------------------------
     @abc.abstractmethod
@@ -241,6 +249,12 @@ class Store(abc.ABC):
         self, mailbox_id: int, uids: Iterable[int], dest_mailbox_id: int
     ) -> list[tuple[int, int]]:
         """MOVE (RFC 6851): copy then expunge atomically."""
+
+    @abc.abstractmethod
+    async def search_text(self, mailbox_id: int, text: str, where: str) -> set[int]:
+        """UIDs of the mailbox's messages whose decoded text contains text, case-insensitively
+        (IMAP SEARCH TEXT / BODY / HEADER without a field name). where is "text" (headers and
+        body), "body" or "header"; the index holds ParsedMessage.search_headers/search_body."""
 
     @abc.abstractmethod
     async def quota_usage(self, account_id: int) -> tuple[int, int]:

@@ -68,6 +68,9 @@ class Mailbox:
     deleted: int = 0  # messages with \Deleted
     size: int = 0  # bytes, sum of RFC822.SIZE (STATUS=SIZE)
     first_unseen_uid: int | None = None
+    # A placeholder that keeps the hierarchy after its own deletion (RFC 9051 6.3.4): it has
+    # children, holds no messages and cannot be selected until created again.
+    noselect: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,9 +133,17 @@ class QueueEntry:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+RESYNC_ALL = 0  # MailboxChange.mailbox_id of a coalesced "everything may have changed" event
+
+
 @dataclass(frozen=True)
 class MailboxChange:
-    """Published after a commit: mailbox X of account A changed and now stands at modseq N."""
+    """Published after a commit: mailbox X of account A changed and now stands at modseq N.
+
+    Creation, rename and deletion of a mailbox are published too (a deleted mailbox's id no
+    longer resolves). mailbox_id RESYNC_ALL means the subscriber fell behind and its pending
+    changes were coalesced into one: re-read every mailbox of the account.
+    """
 
     account_id: int
     mailbox_id: int

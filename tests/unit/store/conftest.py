@@ -1,0 +1,77 @@
+"""The store suite runs against every backend through the Store interface.
+
+A backend joins by adding its name to BACKENDS and a branch to make_store; tests that need a
+backend's internals (files, schema) live in test_store_sqlite_*.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postar.store.interface import Store
+from postar.store.model import Account
+from postar.store.sqlite.backend import SQLiteStore
+
+BACKENDS = ["sqlite"]
+
+StoreFactory = Callable[..., Store]
+
+
+def make_store(
+    backend: str,
+    location: Path,
+    *,
+    fsync: bool = False,
+    group_commit_window: float = 0.002,
+    default_quota: int = 0,
+) -> Store:
+    # fsync off by default: a process crash is survived without it, and the suite stays fast;
+    # the durability tests turn it on.
+    if backend == "sqlite":
+        return SQLiteStore(
+            location,
+            fsync=fsync,
+            group_commit_window=group_commit_window,
+            default_quota=default_quota,
+        )
+    raise ValueError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_factory(backend: str, tmp_path: Path) -> StoreFactory:
+    """Builds (unopened) stores on the same data, for close-and-reopen tests."""
+
+    def factory(**options: Any) -> Store:
+        return make_store(backend, tmp_path / "data", **options)
+
+    return factory
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> AsyncIterator[Store]:
+    s = store_factory()
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def alice(store: Store) -> Account:
+    await store.add_domain("example.org")
+    return await store.add_account("alice@example.org", "$argon2id$fake", None)
+
+
+@pytest.fixture
+async def bob(store: Store, alice: Account) -> Account:
+    return await store.add_account("bob@example.org", "$argon2id$fake", None)

@@ -1,0 +1,64 @@
+"""Messages built by hand for the store tests (no dependency on the MIME parser)."""
+
+from __future__ import annotations
+
+import itertools
+
+from postar.mime.structure import Address, BodyPart, Envelope, ParsedMessage
+
+_counter = itertools.count(1)
+
+
+def make_message(
+    subject: str = "Hello",
+    body: str = "Just a test.",
+    *,
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    pad_to: int = 0,
+) -> tuple[bytes, ParsedMessage]:
+    """A single-part text/plain message, CRLF, with its parse filled in as the parser would."""
+    n = next(_counter)
+    message_id = message_id or f"<m{n}.{id(_counter)}@example.org>"
+    headers = [
+        "From: Bob <bob@example.net>",
+        "To: alice@example.org",
+        f"Subject: {subject}",
+        f"Message-ID: {message_id}",
+        "Date: Fri, 27 Nov 2026 10:00:00 +0000",
+    ]
+    if in_reply_to:
+        headers.append(f"In-Reply-To: {in_reply_to}")
+    if references:
+        headers.append(f"References: {references}")
+    head = ("\r\n".join(headers) + "\r\n\r\n").encode()
+    text = body
+    if pad_to:
+        filler = pad_to - len(head) - len(text.encode()) - 2
+        if filler > 0:
+            text += "\r\n" + "x" * filler
+    raw = head + text.encode()
+    envelope = Envelope(
+        date="Fri, 27 Nov 2026 10:00:00 +0000",
+        subject=subject,
+        from_=(Address("Bob", None, "bob", "example.net"),),
+        to=(Address(None, None, "alice", "example.org"),),
+        in_reply_to=in_reply_to,
+        message_id=message_id,
+    )
+    root = BodyPart(
+        start=0,
+        body_start=len(head),
+        end=len(raw),
+        params=(("charset", "us-ascii"),),
+        lines=text.count("\n") + 1,
+    )
+    parsed = ParsedMessage(
+        size=len(raw),
+        envelope=envelope,
+        root=root,
+        search_headers="\n".join(headers),
+        search_body=body,
+    )
+    return raw, parsed
