@@ -1,0 +1,1 @@
+"""Load generators, one module per workload. Every loop has a fixed count and a deadline."""

@@ -1,0 +1,393 @@
+"""Each workload against each selected target, in turn, round by round.
+
+Targets of a workload run side by side and are measured alternately (round 1 on Postar, round 1
+on the reference, round 2 ...), so slow drift in the machine's load (it is shared) spreads over
+both instead of favouring whichever ran first. A target that fails to start is noted and the
+others still run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import corpus
+from bench.load import imap as imap_load
+from bench.load import large as large_load
+from bench.load import memory as memory_load
+from bench.load import pop3 as pop3_load
+from bench.load import smtp as smtp_load
+from bench.load.seed import seed
+from bench.stats import Measurement
+from bench.targets.base import PASSWORD, USERS, Target, TargetError
+from bench.targets.dovecot import Dovecot
+from bench.targets.postar import Postar
+from bench.targets.postfix import Postfix, SmtpSink
+from bench.workloads import Plan
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Context:
+    plan: Plan
+    targets: tuple[str, ...]
+    messages: list[corpus.Message]
+    log: Log
+    workdir: Path
+    keep: bool = False
+    measurements: list[Measurement] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    live: list[Target] = field(default_factory=list)
+
+    def add(
+        self,
+        workload: str,
+        metric: str,
+        unit: str,
+        higher: bool,
+        target: str,
+        value: float | None,
+        note: str = "",
+    ) -> None:
+        m = next(
+            (
+                x
+                for x in self.measurements
+                if (x.workload, x.metric, x.target) == (workload, metric, target)
+            ),
+            None,
+        )
+        if m is None:
+            m = Measurement(workload, metric, unit, higher, target)
+            self.measurements.append(m)
+        if value is not None and value == value:  # skip NaN
+            m.values.append(value)
+        if note and note not in m.notes:
+            m.notes.append(note)
+
+    def start(self, workload: str, factories: dict[str, Callable[[], Target]]) -> list[Target]:
+        """Start the selected targets; a failure becomes a note, not an abort."""
+        started = []
+        for name, make in factories.items():
+            if name not in self.targets and name != "smtp-sink":
+                continue
+            t = make()
+            self.live.append(t)
+            try:
+                self.log(f"{workload}: starting {t.name}")
+                t.start()
+                started.append(t)
+            except (TargetError, OSError) as exc:
+                msg = f"{t.name} did not start: {str(exc).strip()[:600]}"
+                self.log(f"{workload}: {msg}")
+                self.notes.append(f"{workload}: {msg}")
+                self.finish([t])
+        return started
+
+    def finish(self, targets: list[Target]) -> None:
+        for t in targets:
+            if self.keep:
+                t.stop()
+                self.log(f"kept {t.workdir}")
+            else:
+                t.cleanup()
+            if t in self.live:
+                self.live.remove(t)
+
+
+def _data(msgs: list[corpus.Message]) -> list[bytes]:
+    return [m.data for m in msgs]
+
+
+def run_smtp(ctx: Context) -> None:
+    plan = ctx.plan
+    files: dict[int, Path] = {}
+    for case in plan.smtp_cases:
+        if case.size not in files:
+            msg = corpus.nearest(ctx.messages, case.size)
+            path = ctx.workdir / f"smtp-{case.size}.eml"
+            # smtp-source -F appends CRLF to each line itself: give it LF endings.
+            path.write_bytes(msg.data.replace(b"\r\n", b"\n"))
+            files[case.size] = path
+            ctx.details.setdefault("smtp", {})[f"message_{case.size}"] = {
+                "corpus_file": msg.name,
+                "bytes": len(msg.data),
+            }
+    targets = ctx.start(
+        "smtp",
+        {
+            "postar": lambda: Postar(roles=("smtp", "imap", "pop3")),
+            "postfix": Postfix,
+            "smtp-sink": SmtpSink,
+        },
+    )
+    try:
+        counters = {t.name: smtp_load.Counter(t) for t in targets}
+        for rnd in range(plan.rounds):
+            for case in plan.smtp_cases:
+                for t in targets:
+                    r = smtp_load.run_case(
+                        t, case, files[case.size], plan.smtp_deadline, counters[t.name]
+                    )
+                    ctx.log(
+                        f"smtp round {rnd + 1} {t.name} {case.label}: "
+                        f"accepted {r.accepted_per_s:.0f}/s delivered "
+                        f"{'-' if r.delivered_per_s is None else f'{r.delivered_per_s:.0f}'}/s"
+                        f" {r.note}"
+                    )
+                    if t.name == "smtp-sink":
+                        ctx.add(
+                            "smtp",
+                            f"accept-only ceiling, {case.label}",
+                            "msg/s",
+                            True,
+                            t.name,
+                            r.accepted_per_s,
+                            r.note,
+                        )
+                        continue
+                    ctx.add(
+                        "smtp",
+                        f"delivered, {case.label}",
+                        "msg/s",
+                        True,
+                        t.name,
+                        r.delivered_per_s,
+                        r.note,
+                    )
+                    ctx.add(
+                        "smtp", f"accepted, {case.label}", "msg/s", True, t.name, r.accepted_per_s
+                    )
+        for c in counters.values():
+            c.close()
+    finally:
+        ctx.finish(targets)
+
+
+def run_imap(ctx: Context) -> None:
+    plan = ctx.plan
+    users = USERS[2 : 2 + plan.imap_processes]
+    mailbox = _data(corpus.mailbox_set(ctx.messages, plan.imap_seed))
+    appends = _data(corpus.mailbox_set(ctx.messages[1000:], 50))
+    targets = ctx.start("imap", {"postar": lambda: Postar(roles=("imap",)), "dovecot": Dovecot})
+    try:
+        for t in list(targets):
+            for u in users:
+                n, secs = seed(t, u, mailbox, seconds=120)
+                ctx.log(f"imap: seeded {t.name} {u} with {n} messages in {secs:.1f} s")
+                if n < len(mailbox):
+                    ctx.notes.append(f"imap: {t.name} took only {n}/{len(mailbox)} seed messages")
+        for rnd in range(plan.rounds):
+            for t in targets:
+                r = imap_load.run_round(
+                    t.ports["imap"],
+                    users,
+                    PASSWORD,
+                    plan.imap_clients,
+                    plan.imap_seconds,
+                    plan.imap_seed,
+                    appends,
+                    t.cpu_seconds,
+                    rnd,
+                )
+                gen = ", ".join(f"{u:.0%}" for u in r.generator_cpu)
+                ctx.log(
+                    f"imap round {rnd + 1} {t.name}: {r.ops_per_s:.0f} ops/s, generator "
+                    f"CPU {gen}, errors {r.errors or 0} {r.first_error}"
+                )
+                note = ""
+                if r.saturated:
+                    note = f"load generator saturated (CPU {gen} of a core per process)"
+                if r.errors:
+                    note += ("; " if note else "") + f"errors {r.errors}: {r.first_error}"
+                ctx.add("imap", "mixed workload", "ops/s", True, t.name, r.ops_per_s, note)
+                ctx.add(
+                    "imap", "server CPU per operation", "ms", False, t.name, r.server_cpu_ms_per_op
+                )
+                ctx.add(
+                    "imap",
+                    "load generator CPU (max process)",
+                    "% of a core",
+                    False,
+                    t.name,
+                    100 * max(r.generator_cpu, default=0.0),
+                )
+                for op, s in r.per_command.items():
+                    ctx.add("imap", f"{op} p50", "ms", False, t.name, s["p50"])
+                    ctx.add("imap", f"{op} p99", "ms", False, t.name, s["p99"])
+                ctx.details.setdefault("imap", {}).setdefault(t.name, []).append(r.__dict__)
+    finally:
+        ctx.finish(targets)
+
+
+def run_pop3(ctx: Context) -> None:
+    plan = ctx.plan
+    mailbox = _data(corpus.mailbox_set(ctx.messages, plan.pop3_messages))
+    targets = ctx.start(
+        "pop3", {"postar": lambda: Postar(roles=("imap", "pop3")), "dovecot": Dovecot}
+    )
+    try:
+        for t in list(targets):
+            n, secs = seed(t, USERS[0], mailbox, seconds=180)
+            ctx.log(f"pop3: seeded {t.name} with {n} messages in {secs:.1f} s")
+            if n < len(mailbox):
+                ctx.notes.append(f"pop3: {t.name} took only {n}/{len(mailbox)} messages")
+        # One download is short (well under a second): more rounds for a steadier median.
+        for rnd in range(plan.rounds + 2):
+            for t in targets:
+                r = pop3_load.download(t.ports["pop3"], USERS[0], PASSWORD, 60)
+                ctx.log(
+                    f"pop3 round {rnd + 1} {t.name}: {r.messages} messages, "
+                    f"{r.bytes / 1e6:.1f} MB, {r.mb_per_s:.1f} MB/s {r.note}"
+                )
+                ctx.add(
+                    "pop3",
+                    f"download {len(mailbox)} messages",
+                    "MB/s",
+                    True,
+                    t.name,
+                    r.mb_per_s,
+                    r.note,
+                )
+    finally:
+        ctx.finish(targets)
+
+
+def run_memory(ctx: Context) -> None:
+    plan = ctx.plan
+    most = max(plan.memory_steps)
+    factories: dict[str, Callable[[], Target]] = {
+        "postar": lambda: Postar(roles=("imap",), max_connections=most),
+        # SCRAM keys in the passdb: 10,000 logins without 10,000 argon2 hashes (see memory.py).
+        "dovecot": lambda: Dovecot(scheme="SCRAM-SHA-256", max_connections=most),
+    }
+    # One target at a time: thousands of Dovecot processes beside a loaded Postar would
+    # measure each other's memory pressure.
+    for name, make in factories.items():
+        targets = ctx.start("memory", {name: make})
+        try:
+            for t in targets:
+                steps = memory_load.run(t, USERS[2:], plan.memory_steps, plan.memory_deadline)
+                for s in steps:
+                    ctx.log(
+                        f"memory {t.name}: {s.connections}/{s.wanted} IDLE connections "
+                        f"({s.auth}) in {s.seconds:.1f} s, RSS +{s.rss_per_conn / 1024:.0f} "
+                        f"KB/conn, PSS +{s.pss_per_conn / 1024:.0f} KB/conn, "
+                        f"{s.total.processes} processes, errors {s.errors} {s.first_error}"
+                    )
+                    note = (
+                        ""
+                        if s.connections >= s.wanted
+                        else (
+                            f"only {s.connections}/{s.wanted} connections by the deadline"
+                            + (f" ({s.first_error})" if s.first_error else "")
+                        )
+                    )
+                    at = f"@{s.wanted:,}"
+                    ctx.add(
+                        "memory",
+                        f"RSS per idle IDLE connection {at}",
+                        "KB",
+                        False,
+                        t.name,
+                        s.rss_per_conn / 1024,
+                        note,
+                    )
+                    ctx.add(
+                        "memory",
+                        f"PSS per idle IDLE connection {at}",
+                        "KB",
+                        False,
+                        t.name,
+                        s.pss_per_conn / 1024,
+                    )
+                    ctx.add(
+                        "memory",
+                        f"server RSS total {at}",
+                        "MB",
+                        False,
+                        t.name,
+                        s.total.rss / 2**20,
+                        f"{s.total.processes} processes",
+                    )
+                    ctx.add(
+                        "memory",
+                        f"connect+login+IDLE rate {at}",
+                        "conn/s",
+                        True,
+                        t.name,
+                        s.connections / s.seconds if s.seconds else None,
+                        f"auth {s.auth}",
+                    )
+                    ctx.details.setdefault("memory", {}).setdefault(t.name, []).append(s)
+        finally:
+            ctx.finish(targets)
+
+
+def run_large(ctx: Context) -> None:
+    plan = ctx.plan
+    small = [m for m in ctx.messages if len(m.data) <= 8192]
+    want = plan.large_messages
+    loaded: dict[str, int] = {}
+    # Postar first: if its APPEND load falls short of the count by the deadline, Dovecot gets
+    # the same number of messages, so both answer over the same mailbox size.
+    order = [n for n in ("postar", "dovecot") if n in ctx.targets]
+    for name in order:
+        count = min([want, *loaded.values()])
+        msgs = [small[i % len(small)].data for i in range(count)]
+        make: Callable[[], Target] = (
+            (lambda: Postar(roles=("imap",))) if name == "postar" else Dovecot
+        )
+        targets = ctx.start("large", {name: make})
+        try:
+            for t in targets:
+                t0 = time.monotonic()
+                n, secs = seed(t, USERS[1], msgs, seconds=plan.large_load_deadline, connections=4)
+                loaded[name] = n
+                how = "direct Maildir writes" if t.direct_seed else "IMAP APPEND, 4 connections"
+                ctx.log(f"large: loaded {n} messages into {t.name} in {secs:.1f} s ({how})")
+                ctx.add(
+                    "large",
+                    "bulk load",
+                    "msg/s",
+                    True,
+                    t.name,
+                    n / secs if secs else None,
+                    f"{n:,} messages in {secs:.0f} s by {how}",
+                )
+                r = large_load.run(t.ports["imap"], USERS[1], plan.rounds, plan.large_deadline)
+                ctx.log(
+                    f"large {t.name}: {r.exists} messages, first SELECT "
+                    f"{r.first_select_s:.2f} s, FETCH {r.fetch_s}, SEARCH {r.search_s} "
+                    f"({r.search_hits} hits) [{time.monotonic() - t0:.0f} s]"
+                )
+                size = f"{r.exists:,} messages"
+                ctx.add("large", "first SELECT", "s", False, t.name, r.first_select_s, size)
+                for v in r.fetch_s:
+                    ctx.add("large", "FETCH 1:* (UID FLAGS)", "s", False, t.name, v, size)
+                for v in r.search_s:
+                    ctx.add(
+                        "large",
+                        f'SEARCH TEXT "{large_load.NEEDLE}"',
+                        "s",
+                        False,
+                        t.name,
+                        v,
+                        f"{size}, {r.search_hits} hits",
+                    )
+        finally:
+            ctx.finish(targets)
+
+
+RUNNERS: dict[str, Callable[[Context], None]] = {
+    "smtp": run_smtp,
+    "imap": run_imap,
+    "pop3": run_pop3,
+    "memory": run_memory,
+    "large": run_large,
+}

@@ -1,0 +1,103 @@
+"""What each workload does, in numbers: one plan for the full run and one for --quick.
+
+Every count here is an upper bound and every load loop also has a deadline, so a slow or
+stuck server shortens a run instead of stretching it; a shortfall is reported beside the figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WORKLOADS = ("smtp", "imap", "pop3", "memory", "large")
+TARGETS = ("postar", "dovecot", "postfix")
+# Which reference each workload compares Postar with.
+REFERENCE = {
+    "smtp": "postfix",
+    "imap": "dovecot",
+    "pop3": "dovecot",
+    "memory": "dovecot",
+    "large": "dovecot",
+}
+
+
+@dataclass(frozen=True)
+class SmtpCase:
+    sessions: int
+    size: int  # bytes; the corpus message nearest this size is sent
+    messages: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.sessions} session{'s' if self.sessions > 1 else ''}, {self.size // 1024} KB"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    rounds: int
+    smtp_cases: tuple[SmtpCase, ...]
+    smtp_deadline: float  # seconds per case and round, delivery included
+    imap_seconds: float  # measured window per round
+    imap_processes: int  # load generator processes
+    imap_clients: int  # concurrent clients per process
+    imap_seed: int  # messages in each IMAP account before the mix starts
+    pop3_messages: int
+    memory_steps: tuple[int, ...]  # idle IDLE connections, cumulative
+    memory_deadline: float  # seconds to open each step's connections
+    large_messages: int
+    large_load_deadline: float  # seconds for the bulk load of one target
+    large_deadline: float  # seconds per FETCH/SEARCH command
+
+
+FULL = Plan(
+    name="full",
+    rounds=3,
+    smtp_cases=(
+        SmtpCase(1, 4 * 1024, 400),
+        SmtpCase(20, 4 * 1024, 2000),
+        SmtpCase(1, 100 * 1024, 100),
+        SmtpCase(20, 100 * 1024, 400),
+    ),
+    smtp_deadline=40.0,
+    imap_seconds=20.0,
+    imap_processes=2,
+    imap_clients=25,
+    imap_seed=500,
+    pop3_messages=2000,
+    memory_steps=(1000, 10000),
+    memory_deadline=150.0,
+    large_messages=100_000,
+    large_load_deadline=240.0,
+    large_deadline=60.0,
+)
+
+QUICK = Plan(
+    name="quick",
+    rounds=2,
+    smtp_cases=(
+        SmtpCase(1, 4 * 1024, 100),
+        SmtpCase(20, 4 * 1024, 400),
+        SmtpCase(1, 100 * 1024, 30),
+        SmtpCase(20, 100 * 1024, 100),
+    ),
+    smtp_deadline=15.0,
+    imap_seconds=5.0,
+    imap_processes=2,
+    imap_clients=10,
+    imap_seed=200,
+    pop3_messages=2000,
+    memory_steps=(200, 1000),
+    memory_deadline=30.0,
+    large_messages=10_000,
+    large_load_deadline=40.0,
+    large_deadline=20.0,
+)
+
+
+def parse_list(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """'smtp,pop3' -> ('smtp', 'pop3') in the canonical order; unknown names are an error."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what}: {', '.join(unknown)}; known: {', '.join(allowed)}")
+    return tuple(n for n in allowed if n in names)
