@@ -99,7 +99,7 @@ class BlobFiles:
         if directory.is_dir():
             return
         # Create level by level so each new directory entry can be fsynced in its parent.
-        for level in (directory.parent, directory):
+        for level in (self.root, directory.parent, directory):
             if not level.is_dir():
                 with contextlib.suppress(FileExistsError):
                     level.mkdir()

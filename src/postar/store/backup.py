@@ -1,0 +1,104 @@
+"""Restore a backup made by Store.backup() into a data directory.
+
+A backup is dest/postar.sqlite3 plus dest/blobs/ab/cd/<sha256>. Everything is verified before
+anything is written: every blob the database references must be present with its recorded
+size and sha256, so a restore never produces a store that acknowledges messages it cannot read.
+The server must not be running on data_dir while restoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+from postar.store.interface import StoreError
+from postar.store.sqlite.backend import BLOB_DIR, DB_NAME
+from postar.store.sqlite.blobs import BlobFiles
+from postar.store.sqlite.schema import SCHEMA_VERSION, user_version
+
+_READ_CHUNK = 1 << 20
+
+
+class RestoreError(StoreError):
+    """The backup is incomplete or damaged, or the target is not empty."""
+
+
+def _sha256_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def verify(src: Path) -> list[str]:
+    """The blob ids the backup's database references, after checking each file's size and
+    sha256. Raises RestoreError naming the first problem."""
+    db = src / DB_NAME
+    if not db.is_file():
+        raise RestoreError(f"{db} is missing")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise RestoreError(f"{db} fails SQLite's integrity check")
+        if user_version(conn) > SCHEMA_VERSION:
+            raise RestoreError(f"{db} was written by a newer Postar")
+        blobs = conn.execute("SELECT id, size FROM blobs").fetchall()
+    finally:
+        conn.close()
+    files = BlobFiles(src / BLOB_DIR, fsync=False)
+    for blob_id, size in blobs:
+        path = files.path(blob_id)
+        if not path.is_file():
+            raise RestoreError(f"blob {blob_id} is missing from the backup")
+        digest, actual = _sha256_file(path)
+        if digest != blob_id or actual != size:
+            raise RestoreError(f"blob {blob_id} is damaged (sha256 {digest}, {actual} bytes)")
+    return [blob_id for blob_id, _ in blobs]
+
+
+def restore(src: Path, data_dir: Path, *, force: bool = False) -> None:
+    """Copy a verified backup into data_dir. A non-empty data_dir is refused unless force,
+    in which case its database and blobs are replaced (other files are left alone)."""
+    src, data_dir = Path(src), Path(data_dir)
+    blob_ids = verify(src)
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not force:
+            raise RestoreError(f"{data_dir} is not empty (use force to overwrite)")
+        for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+            (data_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(data_dir / BLOB_DIR, ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    source_files = BlobFiles(src / BLOB_DIR, fsync=False)
+    target_files = BlobFiles(data_dir / BLOB_DIR, fsync=True)
+    for blob_id in blob_ids:
+        # ensure() writes to a temporary name, fsyncs and renames: an interrupted restore leaves
+        # no half-written blob under a final name.
+        target_files.ensure(blob_id, source_files.read(blob_id))
+    # The database last, through SQLite's backup API (consistent even if src has a WAL), and
+    # fsynced: once it exists, every blob it names is already durable.
+    tmp = data_dir / f".{DB_NAME}.restore"
+    tmp.unlink(missing_ok=True)
+    source = sqlite3.connect(f"file:{src / DB_NAME}?mode=ro", uri=True)
+    target = sqlite3.connect(tmp)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, data_dir / DB_NAME)
+    dir_fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,134 @@
+"""What the SQLite backend leaves on disk: blob files, refcounts, orphans, schema version."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from store_helpers import make_message
+
+from postar.store.interface import QuotaExceeded, SchemaTooNew
+from postar.store.model import Account, DeliveryTarget, QueuedRecipient
+from postar.store.sqlite.backend import SQLiteStore
+from postar.store.sqlite.schema import SCHEMA_VERSION
+
+
+def blob_files(data: Path) -> set[str]:
+    return {p.name for p in (data / "blobs").rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(tmp_path / "data", fsync=True)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _account(store: SQLiteStore, name: str = "alice") -> Account:
+    if await store.get_domain("example.org") is None:
+        await store.add_domain("example.org")
+    return await store.add_account(f"{name}@example.org", "x", None)
+
+
+async def test_layout_and_pragmas(sqlite_store: SQLiteStore) -> None:
+    alice = await _account(sqlite_store)
+    raw, parsed = make_message()
+    [d] = await sqlite_store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
+    [record] = await sqlite_store.get_messages(d.mailbox_id, [d.uid])
+    path = sqlite_store.data_dir / "blobs" / record.blob_id[:2] / record.blob_id[2:4]
+    assert (path / record.blob_id).read_bytes() == raw
+    conn = sqlite3.connect(sqlite_store.db_path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+async def test_one_file_per_distinct_body(sqlite_store: SQLiteStore) -> None:
+    accounts = [await _account(sqlite_store, f"user{i}") for i in range(10)]
+    raw, parsed = make_message("to everyone")
+    await sqlite_store.deliver(raw, parsed, [DeliveryTarget(a.id) for a in accounts])
+    assert len(blob_files(sqlite_store.data_dir)) == 1
+    # The same bytes delivered again (a resent message) still share the file.
+    await sqlite_store.deliver(raw, parsed, [DeliveryTarget(accounts[0].id)])
+    await sqlite_store.enqueue("a@example.org", [QueuedRecipient("x@remote.test")], raw)
+    assert len(blob_files(sqlite_store.data_dir)) == 1
+
+
+async def test_blob_freed_after_last_reference(sqlite_store: SQLiteStore) -> None:
+    alice = await _account(sqlite_store)
+    bob = await _account(sqlite_store, "bob")
+    raw, parsed = make_message()
+    delivered = await sqlite_store.deliver(
+        raw, parsed, [DeliveryTarget(alice.id), DeliveryTarget(bob.id)]
+    )
+    [record] = await sqlite_store.get_messages(delivered[0].mailbox_id, [delivered[0].uid])
+    archive = await sqlite_store.get_mailbox(alice.id, "Archive")
+    assert archive is not None
+    await sqlite_store.copy_messages(delivered[0].mailbox_id, [1], archive.id)
+    entry = await sqlite_store.enqueue("a@example.org", [QueuedRecipient("x@remote.test")], raw)
+    steps = [
+        sqlite_store.expunge(delivered[0].mailbox_id, [1]),
+        sqlite_store.remove_account("bob@example.org"),
+        sqlite_store.delete_mailbox(alice.id, "Archive"),
+    ]
+    for step in steps:
+        await step
+        assert record.blob_id in blob_files(sqlite_store.data_dir)
+    await sqlite_store.remove_queue_entry(entry.id)
+    assert blob_files(sqlite_store.data_dir) == set()
+
+
+async def test_orphans_removed_at_open(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "data", fsync=False)
+    await store.open()
+    alice = await _account(store)
+    raw, parsed = make_message()
+    [d] = await store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
+    [record] = await store.get_messages(d.mailbox_id, [d.uid])
+    await store.close()
+    # What a crash between blob fsync and COMMIT leaves: a file, and a temporary, with no row.
+    orphan = tmp_path / "data" / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"never committed")
+    (orphan.parent / f".{orphan.name}.1234.tmp").write_bytes(b"half")
+    store = SQLiteStore(tmp_path / "data", fsync=False)
+    await store.open()
+    try:
+        assert store.orphans_removed == 2
+        assert blob_files(tmp_path / "data") == {record.blob_id}
+        assert await store.read_blob(record.blob_id) == raw
+    finally:
+        await store.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "data", fsync=False)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "data" / "postar.sqlite3")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(tmp_path / "data", fsync=False)
+    with pytest.raises(SchemaTooNew):
+        await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "data" / "postar.sqlite3")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1  # untouched
+    conn.close()
+
+
+async def test_failed_delivery_leaves_no_file(sqlite_store: SQLiteStore) -> None:
+    alice = await _account(sqlite_store)
+    await sqlite_store.set_quota("alice@example.org", 10)
+    raw, parsed = make_message()
+    with pytest.raises(QuotaExceeded):
+        await sqlite_store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
+    assert blob_files(sqlite_store.data_dir) == set()
