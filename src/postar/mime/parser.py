@@ -78,7 +78,7 @@ class _Source:
         return pattern.search(self.raw, start, end)
 
     def byte(self, index: int) -> int:
-        return self.raw[index]  # type: ignore[return-value]
+        return self.raw[index]
 
     def slice(self, start: int, end: int) -> bytes:
         return bytes(self.raw[start:end])
@@ -304,5 +304,5 @@ def parse_message(raw: Buffer, *, with_text: bool = True) -> ParsedMessage:
         defects=tuple(parser.defects),
     )
     if with_text:
-        fill_search_text(parsed, source.raw, fields)
+        fill_search_text(parsed, source.slice, fields)
     return parsed

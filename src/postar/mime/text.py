@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
 
 from postar.mime.charset import decode_text
 from postar.mime.encoding import UnknownEncoding, decode_body
@@ -28,8 +27,8 @@ _INPUT_FACTOR = 4
 _INDEXED = {("text", "plain"), ("text", "html")}
 
 
-class _Sliceable(Protocol):
-    def __getitem__(self, key: slice, /) -> bytes | memoryview: ...
+# Reads raw[start:end] of the message as bytes, whatever holds it (bytes, mmap, a blob store).
+ReadRange = Callable[[int, int], bytes]
 
 
 def _fields_text(fields: list[tuple[str, str]], limit: int) -> str:
@@ -55,8 +54,10 @@ _CLOSERS = {
 # the scan quadratic.
 _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 _BLOCK_TAG = re.compile(r"<(?:br|p|div|tr|li|h[1-6]|/p|/div|/tr|/li|/h[1-6])\b[^<>]*>", re.I)
-_SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
-_LINE_BREAKS = re.compile(r" *\n\s*")  # one "\n" for any run of breaks and blanks
+# Runs that are not already a single space or a single line break, so the common case of one
+# space between words costs no substitution.
+_SPACES = re.compile(r"[\t\r\f\v\xa0][ \t\r\f\v\xa0]*| [ \t\r\f\v\xa0]+")
+_LINE_BREAKS = re.compile(r" +\n\s*|\n\s+")
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
 
 
@@ -96,10 +97,10 @@ def html_to_text(markup: str) -> str:
 # --- parts ----------------------------------------------------------------------------------
 
 
-def part_text(raw: _Sliceable, part: BodyPart, limit: int = MAX_BODY_TEXT) -> str:
+def part_text(read: ReadRange, part: BodyPart, limit: int = MAX_BODY_TEXT) -> str:
     """Decoded text of one text/* part (HTML reduced to words), at most limit characters."""
     take = min(part.end, part.body_start + limit * _INPUT_FACTOR + 4)
-    data = bytes(raw[part.body_start : take])
+    data = read(part.body_start, take)
     try:
         data = decode_body(data, part.encoding)
     except UnknownEncoding:
@@ -125,7 +126,7 @@ def _walk(part: BodyPart) -> Iterator[BodyPart]:
         yield from _walk(part.message)
 
 
-def fill_search_text(parsed: ParsedMessage, raw: _Sliceable, fields: list[tuple[str, str]]) -> None:
+def fill_search_text(parsed: ParsedMessage, read: ReadRange, fields: list[tuple[str, str]]) -> None:
     """Set parsed.search_headers and parsed.search_body; fields are the root header fields."""
     parsed.search_headers = _fields_text(fields, MAX_HEADER_TEXT)
     pieces: list[str] = []
@@ -135,10 +136,10 @@ def fill_search_text(parsed: ParsedMessage, raw: _Sliceable, fields: list[tuple[
             break
         if part is not parsed.root and part.message is not None:
             inner = part.message
-            block = bytes(raw[inner.start : min(inner.body_start, inner.start + MAX_HEADER_TEXT)])
+            block = read(inner.start, min(inner.body_start, inner.start + MAX_HEADER_TEXT))
             text = _fields_text(split_fields(block), min(budget, MAX_HEADER_TEXT))
         elif (part.type, part.subtype) in _INDEXED:
-            text = part_text(raw, part, budget)
+            text = part_text(read, part, budget)
         else:
             continue
         if text:
