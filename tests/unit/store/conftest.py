@@ -1,44 +1,20 @@
 """The store suite runs against every backend through the Store interface.
 
-A backend joins by adding its name to BACKENDS and a branch to make_store; tests that need a
+A backend joins through store_helpers (BACKENDS, make_store); tests that need a
 backend's internals (files, schema) live in test_store_sqlite_*.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.store.store_helpers import BACKENDS, StoreFactory, make_store
 
 from postar.store.interface import Store
 from postar.store.model import Account
-from postar.store.sqlite.backend import SQLiteStore
-
-BACKENDS = ["sqlite"]
-
-StoreFactory = Callable[..., Store]
-
-
-def make_store(
-    backend: str,
-    location: Path,
-    *,
-    fsync: bool = False,
-    group_commit_window: float = 0.002,
-    default_quota: int = 0,
-) -> Store:
-    # fsync off by default: a process crash is survived without it, and the suite stays fast;
-    # the durability tests turn it on.
-    if backend == "sqlite":
-        return SQLiteStore(
-            location,
-            fsync=fsync,
-            group_commit_window=group_commit_window,
-            default_quota=default_quota,
-        )
-    raise ValueError(backend)
 
 
 @pytest.fixture(params=BACKENDS)

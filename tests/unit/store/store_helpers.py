@@ -1,10 +1,42 @@
-"""Messages built by hand for the store tests (no dependency on the MIME parser)."""
+"""Backends under test, and messages built by hand (no dependency on the MIME parser).
+
+A backend joins the suite by adding its name to BACKENDS and a branch to make_store.
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from pathlib import Path
 
 from postar.mime.structure import Address, BodyPart, Envelope, ParsedMessage
+from postar.store.interface import Store
+from postar.store.sqlite.backend import SQLiteStore
+
+BACKENDS = ["sqlite"]
+
+StoreFactory = Callable[..., Store]
+
+
+def make_store(
+    backend: str,
+    location: Path,
+    *,
+    fsync: bool = False,
+    group_commit_window: float = 0.002,
+    default_quota: int = 0,
+) -> Store:
+    # fsync off by default: a process crash is survived without it, and the suite stays fast;
+    # the durability tests turn it on.
+    if backend == "sqlite":
+        return SQLiteStore(
+            location,
+            fsync=fsync,
+            group_commit_window=group_commit_window,
+            default_quota=default_quota,
+        )
+    raise ValueError(backend)
+
 
 _counter = itertools.count(1)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import StoreFactory
+from tests.unit.store.store_helpers import StoreFactory
 
 from postar.store.interface import AlreadyExists, InvalidName, NotFound, Store, StoreError
 from postar.store.model import DEFAULT_FOLDERS, Account, ScramSecrets

@@ -6,8 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import StoreFactory, make_store
-from store_helpers import make_message
+from tests.unit.store.store_helpers import StoreFactory, make_message, make_store
 
 from postar.store.backup import RestoreError, restore
 from postar.store.interface import AlreadyExists, Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from store_helpers import make_message
+from tests.unit.store.store_helpers import make_message
 
 from postar.store.interface import (
     InvalidName,

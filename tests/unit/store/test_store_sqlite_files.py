@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from store_helpers import make_message
+from tests.unit.store.store_helpers import make_message
 
 from postar.store.interface import QuotaExceeded, SchemaTooNew
 from postar.store.model import Account, DeliveryTarget, QueuedRecipient

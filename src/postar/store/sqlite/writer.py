@@ -199,22 +199,28 @@ class Writer:
         try:
             self._after_commit(conn, outcomes)
         finally:
-            for outcome in outcomes:
-                _resolve(outcome)
+            _resolve(outcomes)
 
 
-def _resolve(outcome: _Outcome) -> None:
-    future = outcome.job.future
+def _resolve(outcomes: list[_Outcome]) -> None:
+    """Hand results to the callers: one call_soon_threadsafe per event loop and batch, not per
+    job, since each one wakes the loop through its self-pipe."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome.job.loop, []).append(outcome)
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, settled)
+        except RuntimeError:
+            pass  # the callers' loop is closed: nobody is waiting any more
 
-    def settle() -> None:
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for outcome in outcomes:
+        future = outcome.job.future
         if future.cancelled():
-            return
+            continue
         if outcome.error is not None:
             future.set_exception(outcome.error)
         else:
             future.set_result(outcome.result)
-
-    try:
-        outcome.job.loop.call_soon_threadsafe(settle)
-    except RuntimeError:
-        pass  # the caller's loop is closed: nobody is waiting any more
