@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from imap_helpers import command, error
 
 from postar.imap import commands as c
 from postar.imap import search as s
@@ -21,6 +20,7 @@ from postar.imap.fetch import (
     SectionText,
 )
 from postar.imap.sequence import SequenceSet
+from postar.imap.testing import command, error
 from postar.store.model import FlagMode
 
 

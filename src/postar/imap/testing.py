@@ -1,11 +1,12 @@
-"""Shared helpers for the IMAP core tests: feed bytes, collect what the receiver yields."""
+"""Test helpers for code that drives the IMAP core: feed bytes, collect what the receiver
+yields. Used by our unit tests and meant for the server's tests too (no I/O, no fixtures)."""
 
 from __future__ import annotations
 
 from postar.imap.commands import Command
 from postar.imap.errors import ParseError
 from postar.imap.limits import ImapLimits, LiteralMode
-from postar.imap.receiver import NEED_DATA, NeedContinuation, Receiver
+from postar.imap.receiver import NeedContinuation, NeedData, Receiver
 
 Event = Command | NeedContinuation | ParseError
 
@@ -14,9 +15,8 @@ def drain(receiver: Receiver) -> list[Event]:
     events: list[Event] = []
     while True:
         event = receiver.next_command()
-        if event is NEED_DATA:
+        if isinstance(event, NeedData):
             return events
-        assert not isinstance(event, type(NEED_DATA))
         events.append(event)
         if isinstance(event, ParseError) and event.fatal:
             return events
@@ -45,17 +45,20 @@ def feed(
 def one(data: bytes, **kwargs: object) -> Command | ParseError:
     """The single command or error in `data`, skipping continuation requests."""
     events = [e for e in feed(data, **kwargs) if not isinstance(e, NeedContinuation)]  # type: ignore[arg-type]
-    assert len(events) == 1, events
+    if len(events) != 1:
+        raise AssertionError(f"expected one command, got {events!r}")
     return events[0]
 
 
 def command(data: bytes, **kwargs: object) -> Command:
     result = one(data, **kwargs)
-    assert isinstance(result, Command), result
+    if not isinstance(result, Command):
+        raise AssertionError(f"expected a command, got {result!r}")
     return result
 
 
 def error(data: bytes, **kwargs: object) -> ParseError:
     result = one(data, **kwargs)
-    assert isinstance(result, ParseError), result
+    if not isinstance(result, ParseError):
+        raise AssertionError(f"expected a ParseError, got {result!r}")
     return result
