@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from smtp_driver import PLAIN_OK, accept_all, content, run, settings
+from tests.unit.smtp.smtp_driver import PLAIN_OK, accept_all, content, run, settings
 
 from postar.smtp import replies
 from postar.smtp.address import Mailbox
