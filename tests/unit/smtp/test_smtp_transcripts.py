@@ -779,3 +779,30 @@ def test_fail_message_from_the_glue_mid_stream() -> None:
 def test_settings_refuse_a_line_limit_below_rfc_minimum() -> None:
     with pytest.raises(ValueError):
         SMTPSettings(hostname="x", max_line_length=100)
+
+
+def test_bare_lf_after_a_command_is_taken_or_refused_by_policy() -> None:
+    lenient = run([b"NOOP\nQUIT\r\n"])
+    assert lenient.output.endswith(b"250 2.0.0 OK\r\n221 2.0.0 Bye\r\n")
+    strict = run([b"NOOP\nQUIT\r\n"], config=settings(bare_newlines="reject"))
+    assert strict.output.endswith(
+        b"500 5.5.2 Syntax error: malformed command line\r\n221 2.0.0 Bye\r\n"
+    )
+
+
+def test_every_5xx_from_the_glue_counts_towards_the_error_limit() -> None:
+    def policy(conn: SMTPConnection, event: Decision) -> None:
+        if isinstance(event, RcptTo):
+            conn.reject(replies.USER_UNKNOWN)
+        else:
+            accept_all(conn, event)
+
+    session = run(
+        [TXN + b"RCPT TO:<x@example.net>\r\nRCPT TO:<y@example.net>\r\n"],
+        policy=policy,
+        config=settings(max_errors=3),
+    )
+    assert isinstance(session.events[-1], Hangup)
+    assert session.output.endswith(
+        b"550 5.1.1 Mailbox unavailable\r\n421 4.7.0 Too many errors, closing connection\r\n"
+    )
