@@ -9,6 +9,9 @@ Theory of operation (h11 style). The glue owns the socket; this object owns the 
         if event is NEED_DATA:
             write(conn.data_to_send())        # flush only when all buffered input is used
             conn.receive_data(await read())   # b"" at EOF
+        elif isinstance(event, StartTLS):
+            conn.accept(); write(conn.data_to_send())   # the 220
+            await upgrade_transport(); conn.start_tls_done(auth_mechanisms=[...])
         elif isinstance(event, Decision):
             ...decide...; conn.accept() or conn.reject(reply) (AUTH: auth_challenge/...)
         elif isinstance(event, Terminal):
