@@ -8,14 +8,17 @@ The server must not be running on data_dir while restoring.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from postar.store.interface import StoreError
-from postar.store.sqlite.backend import BLOB_DIR, DB_NAME
+from postar.store.sqlite.base import BLOB_DIR, DB_NAME, LOCK_NAME
 from postar.store.sqlite.blobs import BlobFiles
 from postar.store.sqlite.schema import SCHEMA_VERSION, user_version
 
@@ -62,18 +65,37 @@ def verify(src: Path) -> list[str]:
     return [blob_id for blob_id, _ in blobs]
 
 
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """Hold the store's lock on data_dir, so a running server is never restored over."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RestoreError(f"{data_dir} is in use by a running store") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def restore(src: Path, data_dir: Path, *, force: bool = False) -> None:
     """Copy a verified backup into data_dir. A non-empty data_dir is refused unless force,
     in which case its database and blobs are replaced (other files are left alone)."""
     src, data_dir = Path(src), Path(data_dir)
     blob_ids = verify(src)
-    if data_dir.exists() and any(data_dir.iterdir()):
-        if not force:
-            raise RestoreError(f"{data_dir} is not empty (use force to overwrite)")
+    if data_dir.exists() and any(p.name != LOCK_NAME for p in data_dir.iterdir()) and not force:
+        raise RestoreError(f"{data_dir} is not empty (use force to overwrite)")
+    with _locked(data_dir):
+        _copy_in(src, data_dir, blob_ids)
+
+
+def _copy_in(src: Path, data_dir: Path, blob_ids: list[str]) -> None:
+    if (data_dir / DB_NAME).exists() or (data_dir / BLOB_DIR).exists():
         for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
             (data_dir / name).unlink(missing_ok=True)
         shutil.rmtree(data_dir / BLOB_DIR, ignore_errors=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
     source_files = BlobFiles(src / BLOB_DIR, fsync=False)
     target_files = BlobFiles(data_dir / BLOB_DIR, fsync=True)
     for blob_id in blob_ids:

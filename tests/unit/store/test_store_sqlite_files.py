@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from tests.unit.store.store_helpers import make_message
 
-from postar.store.interface import QuotaExceeded, SchemaTooNew
+from postar.store.backup import RestoreError, restore
+from postar.store.interface import QuotaExceeded, SchemaTooNew, StoreError
 from postar.store.model import Account, DeliveryTarget, QueuedRecipient
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.schema import SCHEMA_VERSION
@@ -132,3 +133,14 @@ async def test_failed_delivery_leaves_no_file(sqlite_store: SQLiteStore) -> None
     with pytest.raises(QuotaExceeded):
         await sqlite_store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
     assert blob_files(sqlite_store.data_dir) == set()
+
+
+async def test_data_dir_is_locked_while_open(sqlite_store: SQLiteStore, tmp_path: Path) -> None:
+    await sqlite_store.backup(tmp_path / "b")
+    second = SQLiteStore(sqlite_store.data_dir, fsync=False)
+    with pytest.raises(StoreError, match="in use"):
+        await second.open()
+    await second.close()
+    with pytest.raises(RestoreError, match="in use"):
+        restore(tmp_path / "b", sqlite_store.data_dir, force=True)
+    assert (await sqlite_store.list_domains()) == []  # the running store is untouched

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from postar.store.interface import AlreadyExists, MailboxNotSelectable, NotFound, QuotaExceeded
 from postar.store.names import INBOX, parents
@@ -293,3 +294,53 @@ def drop_mailbox(tx: Tx, account_id: int, mailbox_id: int) -> None:
     tx.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
     tx.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
     tx.changed(account_id, mailbox_id, account_modseq(tx, account_id))
+
+
+def copy_messages(
+    tx: Tx, mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int, *, move: bool = False
+) -> list[tuple[int, int]]:
+    """COPY / MOVE in one job: new UIDs in source UID order, same email and thread ids, one
+    more reference per body; MOVE expunges the originals in the same transaction (RFC 6851)."""
+    row = tx.one("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    src_account = int(row[0])
+    dest_account = selectable(tx, dest_mailbox_id)
+    wanted = sorted(set(uids))
+    found: list[tuple[Any, ...]] = []
+    for part in chunks(wanted):
+        found.extend(
+            tx.execute(
+                "SELECT uid, flags, internal_date, size, blob_id, email_id, thread_id, message_id "
+                f"FROM messages WHERE mailbox_id = ? AND uid IN ({placeholders(len(part))})",
+                (mailbox_id, *part),
+            ).fetchall()
+        )
+    if not found:
+        return []
+    found.sort(key=lambda r: r[0])
+    if not (move and src_account == dest_account):
+        check_quota(tx, dest_account, sum(r[3] for r in found))
+    references: Counter[str] = Counter(r[4] for r in found)
+    for blob_id, count in references.items():
+        add_blob_ref(tx, blob_id, 0, count)
+    modseq = tx.modseq(dest_account)
+    pairs: list[tuple[int, int]] = []
+    for uid, flags, internal_date, size, blob_id, email_id, thread_id, message_id in found:
+        new_uid = insert_message(
+            tx,
+            account_id=dest_account,
+            mailbox_id=dest_mailbox_id,
+            modseq=modseq,
+            flags=flags,
+            internal_date=internal_date,
+            size=size,
+            blob_id=blob_id,
+            email_id=email_id,
+            thread_id=thread_id,
+            message_id=message_id,
+        )
+        pairs.append((uid, new_uid))
+    if move:
+        remove_messages(tx, src_account, mailbox_id, [uid for uid, _ in pairs])
+    return pairs

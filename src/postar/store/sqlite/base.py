@@ -1,0 +1,332 @@
+"""The embedded store: SQLite (WAL) for metadata, content-addressed files for bodies.
+
+Theory of operation:
+- One writer thread owns the only write connection (writer.py) and commits in groups; every
+  mutation here is a job function run there, inside its own SAVEPOINT. No other thread writes.
+- Readers use their own connections, one per thread of a small executor, each read a snapshot
+  (BEGIN ... COMMIT around the queries of one call). WAL lets them run beside the writer.
+- Durability order for a new body: blob file fsynced (in a worker thread, concurrently with other
+  deliveries) -> metadata job submitted -> COMMIT (synchronous=FULL fsyncs the WAL) -> caller's
+  future resolved. A crash at any point leaves every acknowledged message whole and at worst an
+  orphan file, removed by open().
+- After COMMIT, in the writer thread: unreferenced blob files are unlinked, then changes are
+  published on the event loop, then callers resume (call_soon_threadsafe keeps that order).
+- Lock order: BlobFiles._lock is the only lock, never held while waiting on SQLite.
+- One process per data directory: open() takes an exclusive flock on data_dir/postar.lock
+  (released by the kernel if the process dies), since a second process would sweep the first
+  one's in-flight blob files as orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fcntl
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from postar.mime.serialize import dumps
+from postar.mime.structure import ParsedMessage
+from postar.store.changes import ChangeFeed
+from postar.store.interface import (
+    AlreadyExists,
+    Store,
+    StoreError,
+)
+from postar.store.model import (
+    MailboxChange,
+)
+from postar.store.sqlite import ops, rows
+from postar.store.sqlite.blobs import BlobFiles, blob_id_of
+from postar.store.sqlite.schema import migrate
+from postar.store.sqlite.writer import Tx, Writer, _Outcome
+
+T = TypeVar("T")
+log = logging.getLogger("postar.store")
+
+DB_NAME = "postar.sqlite3"
+BLOB_DIR = "blobs"
+LOCK_NAME = "postar.lock"
+HASH_INLINE_LIMIT = 256 * 1024  # hash smaller bodies on the loop: cheaper than a thread hop
+
+
+@dataclasses.dataclass(frozen=True)
+class _Body:
+    """A message body made durable and pinned, ready for its metadata job."""
+
+    blob_id: str
+    size: int
+    parsed: bytes | None
+    search: tuple[str, str] | None
+    message_id: str | None
+    refs: tuple[str, ...]
+
+
+class SQLiteBase(Store):
+    """Connections, the writer, blob files and the change feed; the operations are mixins."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        fsync: bool = True,
+        group_commit_window: float = 0.002,
+        default_quota: int = 0,
+        readers: int = 4,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.db_path = self.data_dir / DB_NAME
+        self.fsync = fsync
+        self.group_commit_window = group_commit_window
+        self.default_quota = default_quota
+        self._reader_count = readers
+        self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
+        self._feed = ChangeFeed()
+        self._writer: Writer | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.orphans_removed = 0  # blob files swept by the last open(); tests read it
+        self._lock_fd: int | None = None
+
+    @property
+    def commit_count(self) -> int:
+        """Write transactions committed since open(): with group commit, fewer than writes."""
+        return self._writer.commits if self._writer is not None else 0
+
+    # ---- life cycle ----------------------------------------------------------------------
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.db_path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA foreign_keys = ON")
+        # FULL: the WAL is fsynced at every COMMIT, which is what "durable before acknowledged"
+        # needs. NORMAL (test mode) survives a process crash, not a power cut.
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.fsync else 'NORMAL'}")
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._open_files)
+        writer = Writer(
+            self._connect, window=self.group_commit_window, after_commit=self._after_commit
+        )
+        await asyncio.to_thread(writer.start)
+        self._writer = writer
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._reader_count, thread_name_prefix="postar-store-reader"
+        )
+
+    def _open_files(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
+        try:
+            conn = self._connect()
+            try:
+                migrate(conn)
+                conn.execute("PRAGMA journal_mode = WAL")
+                referenced = {r[0] for r in conn.execute("SELECT id FROM blobs")}
+            finally:
+                conn.close()
+        except BaseException:
+            self._unlock_data_dir()
+            raise
+        self._blobs.root.mkdir(exist_ok=True)
+        self.orphans_removed = self._blobs.sweep(referenced)
+        if self.orphans_removed:
+            log.info("store orphan blobs removed", extra={"count": self.orphans_removed})
+
+    def _lock_data_dir(self) -> None:
+        fd = os.open(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.data_dir} is in use by another process") from None
+        self._lock_fd = fd
+
+    def _unlock_data_dir(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.stop)
+            self._writer = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        self._local = threading.local()
+        self._feed.close()
+        self._unlock_data_dir()
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(readonly=True)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader()
+        conn.execute("BEGIN")  # one snapshot for all the queries of this call
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_read, fn)
+
+    async def _write(
+        self,
+        fn: Callable[[Tx], T],
+        *,
+        pins: tuple[str, ...] = (),
+        frees: tuple[str, ...] = (),
+    ) -> T:
+        if self._writer is None:
+            raise StoreError("store is not open")
+        return await self._writer.submit(fn, pins=pins, frees=frees)
+
+    def _after_commit(self, conn: sqlite3.Connection, outcomes: list[_Outcome]) -> None:
+        """Writer thread, after COMMIT (or after a failed one)."""
+        pins: list[str] = []
+        candidates: list[str] = []
+        changes: list[MailboxChange] = []
+        for outcome in outcomes:
+            pins.extend(outcome.job.pins)
+            candidates.extend(outcome.job.frees)
+            if outcome.error is None:
+                candidates.extend(outcome.tx.unreferenced)
+                changes.extend(outcome.tx.changes.values())
+            else:
+                # The job's body may now be referenced by nothing: an orphan to free.
+                candidates.extend(outcome.job.pins)
+        self._blobs.unpin(pins)
+        if candidates:
+            unique = sorted(set(candidates))
+            still: set[str] = set()
+            for part in rows.chunks(unique):
+                still.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT id FROM blobs WHERE id IN ({rows.placeholders(len(part))})",
+                        tuple(part),
+                    )
+                )
+            self._blobs.free(unique, still)
+        if changes and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._feed.publish, changes)
+            except RuntimeError:
+                pass  # loop closed during shutdown: no subscriber is left to tell
+
+    async def _store_body(self, raw: bytes, parsed: ParsedMessage | None) -> _Body:
+        """Hash, write and fsync the body file; returns it pinned (see blobs.py)."""
+        if len(raw) <= HASH_INLINE_LIMIT:
+            blob_id = blob_id_of(raw)
+        else:
+            blob_id = await asyncio.to_thread(blob_id_of, raw)
+        body = _Body(
+            blob_id=blob_id,
+            size=len(raw),
+            parsed=dumps(parsed) if parsed is not None else None,
+            search=(parsed.search_headers, parsed.search_body) if parsed is not None else None,
+            message_id=ops.message_id_of(parsed.envelope.message_id) if parsed else None,
+            refs=tuple(
+                ops.referenced_ids(parsed.envelope.in_reply_to, raw[: parsed.root.body_start])
+            )
+            if parsed is not None
+            else (),
+        )
+        self._blobs.pin(blob_id)
+        try:
+            await asyncio.to_thread(self._blobs.ensure, blob_id, raw)
+        except BaseException:
+            self._blobs.unpin([blob_id])
+            raise
+        return body
+
+    async def _write_with_body(self, body: _Body, fn: Callable[[Tx], T]) -> T:
+        try:
+            if self._writer is None:
+                raise StoreError("store is not open")
+            future = self._writer.submit(fn, pins=(body.blob_id,))
+        except BaseException:
+            self._blobs.unpin([body.blob_id])
+            raise
+        # From here the writer owns the pin and releases it after the commit, even if this
+        # caller is cancelled meanwhile.
+        return await future
+
+    # ---- change feed ---------------------------------------------------------------------------
+    def changes(self, account_id: int) -> AsyncIterator[MailboxChange]:
+        return self._feed.subscribe(account_id)
+
+    # ---- maintenance ---------------------------------------------------------------------------
+    async def backup(self, dest: Path) -> None:
+        """dest/postar.sqlite3 from SQLite's online backup (one consistent snapshot) plus
+        dest/blobs/ with a hard link (or, across file systems, a copy) of every blob that
+        snapshot references. Frees of blob files wait until the links are made."""
+        dest = Path(dest)
+        self._blobs.hold()
+        try:
+            await asyncio.to_thread(self._backup_files, dest)
+        finally:
+            deferred = self._blobs.release()
+            if deferred and self._writer is not None:
+                await self._write(lambda tx: None, frees=tuple(sorted(deferred)))
+
+    def _backup_files(self, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / DB_NAME
+        if target.exists():
+            raise AlreadyExists(f"{target} exists")
+        source = self._connect(readonly=True)
+        copy = sqlite3.connect(target, isolation_level=None)
+        try:
+            source.backup(copy)  # pages=-1: the whole database in one step, one snapshot
+            ids = [r[0] for r in copy.execute("SELECT id FROM blobs")]
+        finally:
+            copy.close()
+            source.close()
+        blobs = BlobFiles(dest / BLOB_DIR, fsync=False)
+        for blob_id in ids:
+            src_path = self._blobs.path(blob_id)
+            dst_path = blobs.path(blob_id)
+            dst_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src_path, dst_path)
+            except FileExistsError:
+                pass
+            except OSError:
+                shutil.copy2(src_path, dst_path)
+        if self.fsync:
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

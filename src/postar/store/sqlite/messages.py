@@ -1,0 +1,341 @@
+"""Messages of the SQLite store: delivery, APPEND, flags, expunge, COPY/MOVE, search."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from postar.mime.serialize import loads
+from postar.mime.structure import ParsedMessage
+from postar.store import names
+from postar.store.interface import (
+    InvalidName,
+    NotFound,
+    QuotaExceeded,
+    StoreError,
+)
+from postar.store.model import (
+    Delivered,
+    DeliveryTarget,
+    FlagMode,
+    MessageRecord,
+)
+from postar.store.sqlite import ops, rows
+from postar.store.sqlite.base import SQLiteBase
+from postar.store.sqlite.writer import Tx
+
+SEARCH_WHERE = {"text": "{headers body}", "body": "body", "header": "headers"}
+
+
+class MessageOps(SQLiteBase):
+    # ---- messages -------------------------------------------------------------------------------
+    async def deliver(
+        self,
+        raw: bytes,
+        parsed: ParsedMessage,
+        targets: Sequence[DeliveryTarget],
+        internal_date: float | None = None,
+    ) -> list[Delivered]:
+        if not targets:
+            return []
+        when = time.time() if internal_date is None else internal_date
+        plan = [
+            (
+                t.account_id,
+                _delivery_name(t.mailbox),
+                rows.flags_text(names.canonical_flags(t.flags)),
+            )
+            for t in targets
+        ]
+        body = await self._store_body(raw, parsed)
+
+        def job(tx: Tx) -> list[Delivered]:
+            accepted: list[tuple[int, str, str]] = []
+            planned_bytes: Counter[int] = Counter()
+            for account_id, mailbox, flags in plan:
+                try:
+                    ops.check_quota(tx, account_id, planned_bytes[account_id] + body.size)
+                except QuotaExceeded:
+                    continue  # this recipient only; the caller answers per recipient
+                planned_bytes[account_id] += body.size
+                accepted.append((account_id, mailbox, flags))
+            if not accepted:
+                raise QuotaExceeded("every recipient is over quota")
+            ops.add_blob_ref(tx, body.blob_id, body.size, len(accepted), body.parsed, body.search)
+            delivered: list[Delivered] = []
+            threads: dict[int, str] = {}
+            for account_id, mailbox, flags in accepted:
+                mailbox_id = ops.delivery_mailbox(tx, account_id, mailbox)
+                if account_id not in threads:
+                    threads[account_id] = ops.thread_for(tx, account_id, body.message_id, body.refs)
+                uid = ops.insert_message(
+                    tx,
+                    account_id=account_id,
+                    mailbox_id=mailbox_id,
+                    modseq=tx.modseq(account_id),
+                    flags=flags,
+                    internal_date=when,
+                    size=body.size,
+                    blob_id=body.blob_id,
+                    email_id=ops.new_email_id(),
+                    thread_id=threads[account_id],
+                    message_id=body.message_id,
+                )
+                delivered.append(Delivered(account_id, mailbox_id, uid))
+            return delivered
+
+        return await self._write_with_body(body, job)
+
+    async def append(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        raw: bytes,
+        parsed: ParsedMessage,
+        flags: Iterable[str] = (),
+        internal_date: float | None = None,
+    ) -> MessageRecord:
+        when = time.time() if internal_date is None else internal_date
+        flag_text = rows.flags_text(names.canonical_flags(flags))
+        body = await self._store_body(raw, parsed)
+
+        def job(tx: Tx) -> MessageRecord:
+            owner = ops.selectable(tx, mailbox_id)
+            if owner != account_id:
+                raise NotFound(f"mailbox {mailbox_id} is not account {account_id}'s")
+            ops.check_quota(tx, account_id, body.size)
+            ops.add_blob_ref(tx, body.blob_id, body.size, 1, body.parsed, body.search)
+            modseq = tx.modseq(account_id)
+            email_id = ops.new_email_id()
+            thread_id = ops.thread_for(tx, account_id, body.message_id, body.refs)
+            uid = ops.insert_message(
+                tx,
+                account_id=account_id,
+                mailbox_id=mailbox_id,
+                modseq=modseq,
+                flags=flag_text,
+                internal_date=when,
+                size=body.size,
+                blob_id=body.blob_id,
+                email_id=email_id,
+                thread_id=thread_id,
+                message_id=body.message_id,
+            )
+            return MessageRecord(
+                mailbox_id=mailbox_id,
+                uid=uid,
+                modseq=modseq,
+                flags=rows.flags_of(flag_text),
+                internal_date=when,
+                size=body.size,
+                blob_id=body.blob_id,
+                email_id=email_id,
+                thread_id=thread_id,
+            )
+
+        return await self._write_with_body(body, job)
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
+        return await self._read(
+            lambda conn: [
+                rows.message(r)
+                for r in conn.execute(
+                    f"SELECT {rows.MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? "
+                    "ORDER BY uid",
+                    (mailbox_id,),
+                )
+            ]
+        )
+
+    async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageRecord]:
+        wanted = list(uids)
+        return await self._read(lambda conn: rows.messages_by_uid(conn, mailbox_id, wanted))
+
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
+        return await self._read(
+            lambda conn: [
+                rows.message(r)
+                for r in conn.execute(
+                    f"SELECT {rows.MESSAGE_COLUMNS} FROM messages "
+                    "WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                    (mailbox_id, modseq),
+                )
+            ]
+        )
+
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        return await self._read(
+            lambda conn: [
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                    (mailbox_id, modseq),
+                )
+            ]
+        )
+
+    async def get_parsed(self, blob_id: str) -> ParsedMessage:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT parsed FROM blobs WHERE id = ?", (blob_id,)
+            ).fetchone()
+        )
+        if row is None or row[0] is None:
+            raise NotFound(f"no parsed message {blob_id}")
+        return loads(row[0])
+
+    async def read_blob(self, blob_id: str, start: int = 0, length: int | None = None) -> bytes:
+        if start < 0 or (length is not None and length < 0):
+            raise ValueError("negative blob range")
+        if self._executor is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor, self._blobs.read, blob_id, start, length
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            raise NotFound(f"no blob {blob_id}") from exc
+
+    async def set_flags(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        mode: FlagMode,
+        flags: Iterable[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageRecord], list[int]]:
+        wanted_uids = list(uids)
+        wanted = names.canonical_flags(flags)
+
+        def job(tx: Tx) -> tuple[list[MessageRecord], list[int]]:
+            row = tx.one("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            account_id = int(row[0])
+            refused: list[int] = []
+            updates: list[tuple[MessageRecord, frozenset[str]]] = []
+            for record in rows.messages_by_uid(tx.conn, mailbox_id, wanted_uids):
+                # RFC 7162 3.1.3: UNCHANGEDSINCE fails for messages changed after it.
+                if unchanged_since is not None and record.modseq > unchanged_since:
+                    refused.append(record.uid)
+                    continue
+                new = names.apply_flags(record.flags, mode, wanted)
+                if new != record.flags:  # a no-op does not bump MODSEQ
+                    updates.append((record, new))
+            if not updates:
+                return [], refused
+            modseq = tx.modseq(account_id)
+            tx.conn.executemany(
+                "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? "
+                "WHERE mailbox_id = ? AND uid = ?",
+                [
+                    (
+                        rows.flags_text(new),
+                        "\\Seen" in new,
+                        "\\Deleted" in new,
+                        modseq,
+                        mailbox_id,
+                        record.uid,
+                    )
+                    for record, new in updates
+                ],
+            )
+            tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+            tx.changed(account_id, mailbox_id, modseq)
+            changed = [dataclasses.replace(r, flags=new, modseq=modseq) for r, new in updates]
+            return changed, refused
+
+        return await self._write(job)
+
+    async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        wanted = None if uids is None else list(uids)
+
+        def job(tx: Tx) -> list[int]:
+            row = tx.one("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            targets = wanted
+            if targets is None:
+                targets = [
+                    r[0]
+                    for r in tx.execute(
+                        "SELECT uid FROM messages WHERE mailbox_id = ? AND deleted = 1",
+                        (mailbox_id,),
+                    )
+                ]
+            return ops.remove_messages(tx, int(row[0]), mailbox_id, targets)
+
+        return await self._write(job)
+
+    async def copy_messages(
+        self, mailbox_id: int, uids: Iterable[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        wanted = list(uids)
+        return await self._write(
+            lambda tx: ops.copy_messages(tx, mailbox_id, wanted, dest_mailbox_id)
+        )
+
+    async def move_messages(
+        self, mailbox_id: int, uids: Iterable[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        wanted = list(uids)
+        return await self._write(
+            lambda tx: ops.copy_messages(tx, mailbox_id, wanted, dest_mailbox_id, move=True)
+        )
+
+    async def search_text(self, mailbox_id: int, text: str, where: str) -> set[int]:
+        columns = SEARCH_WHERE.get(where)
+        if columns is None:
+            raise ValueError(f"search where must be one of {sorted(SEARCH_WHERE)}")
+        if not text:
+            return {m.uid for m in await self.list_messages(mailbox_id)}
+
+        def read(conn: sqlite3.Connection) -> set[int]:
+            if len(text) >= 3:
+                # A trigram phrase query is a case-insensitive substring match; '"' is escaped
+                # by doubling inside an FTS5 string.
+                query = f'{columns} : "{text.replace(chr(34), chr(34) * 2)}"'
+                cur = conn.execute(
+                    "SELECT m.uid FROM blob_text t JOIN blobs b ON b.num = t.rowid "
+                    "JOIN messages m ON m.blob_id = b.id "
+                    "WHERE blob_text MATCH ? AND m.mailbox_id = ?",
+                    (query, mailbox_id),
+                )
+                return {r[0] for r in cur}
+            # Shorter than one trigram: the index cannot help, scan this mailbox's texts.
+            needle = text.casefold()
+            found: set[int] = set()
+            for uid, headers, body in conn.execute(
+                "SELECT m.uid, t.headers, t.body FROM messages m JOIN blobs b ON b.id = m.blob_id "
+                "JOIN blob_text t ON t.rowid = b.num WHERE m.mailbox_id = ?",
+                (mailbox_id,),
+            ):
+                hay = {"text": f"{headers}\n{body}", "body": body, "header": headers}[where]
+                if needle in hay.casefold():
+                    found.add(uid)
+            return found
+
+        return await self._read(read)
+
+    async def quota_usage(self, account_id: int) -> tuple[int, int]:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT used_bytes, quota_bytes FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no account {account_id}")
+        return int(row[0]), int(row[1])
+
+
+def _delivery_name(name: str) -> str:
+    """A target mailbox name that cannot be stored is not worth bouncing mail: use INBOX."""
+    try:
+        return names.mailbox_name(name)
+    except InvalidName:
+        return names.INBOX

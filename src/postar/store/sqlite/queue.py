@@ -1,0 +1,116 @@
+"""The outbound queue of the SQLite store: entries referencing blobs like messages do."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from postar.store.interface import (
+    NotFound,
+    StoreError,
+)
+from postar.store.model import (
+    QueuedRecipient,
+    QueueEntry,
+)
+from postar.store.sqlite import ops, rows
+from postar.store.sqlite.base import SQLiteBase
+from postar.store.sqlite.writer import Tx
+
+
+class QueueOps(SQLiteBase):
+    # ---- outbound queue ------------------------------------------------------------------------
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[QueuedRecipient],
+        raw: bytes,
+        *,
+        ret: str | None = None,
+        envid: str | None = None,
+        auth_user: str | None = None,
+    ) -> QueueEntry:
+        if not recipients:
+            raise StoreError("a queue entry needs recipients")
+        now = time.time()
+        body = await self._store_body(raw, None)
+
+        def job(tx: Tx) -> QueueEntry:
+            ops.add_blob_ref(tx, body.blob_id, body.size, 1)
+            entry_id = int(
+                tx.one(
+                    "INSERT INTO queue (sender, recipients, blob_id, created, next_attempt, ret, "
+                    "envid, auth_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        sender,
+                        rows.recipients_json(recipients),
+                        body.blob_id,
+                        now,
+                        now,
+                        ret,
+                        envid,
+                        auth_user,
+                    ),
+                )[0]
+            )
+            return QueueEntry(
+                id=entry_id,
+                sender=sender,
+                recipients=tuple(recipients),
+                blob_id=body.blob_id,
+                created=now,
+                next_attempt=now,
+                ret=ret,
+                envid=envid,
+                auth_user=auth_user,
+            )
+
+        return await self._write_with_body(body, job)
+
+    async def list_queue(self) -> list[QueueEntry]:
+        return await self._read(
+            lambda conn: [
+                rows.queue_entry(r)
+                for r in conn.execute(
+                    f"SELECT {rows.QUEUE_COLUMNS} FROM queue ORDER BY next_attempt, id"
+                )
+            ]
+        )
+
+    async def get_queue_entry(self, entry_id: int) -> QueueEntry | None:
+        row = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {rows.QUEUE_COLUMNS} FROM queue WHERE id = ?", (entry_id,)
+            ).fetchone()
+        )
+        return rows.queue_entry(row) if row else None
+
+    async def update_queue_entry(
+        self,
+        entry_id: int,
+        *,
+        recipients: Sequence[QueuedRecipient],
+        next_attempt: float,
+        attempts: int,
+        last_error: str | None,
+    ) -> None:
+        def job(tx: Tx) -> None:
+            cur = tx.execute(
+                "UPDATE queue SET recipients = ?, next_attempt = ?, attempts = ?, last_error = ? "
+                "WHERE id = ?",
+                (rows.recipients_json(recipients), next_attempt, attempts, last_error, entry_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no queue entry {entry_id}")
+
+        await self._write(job)
+
+    async def remove_queue_entry(self, entry_id: int) -> None:
+        def job(tx: Tx) -> None:
+            row = tx.one("DELETE FROM queue WHERE id = ? RETURNING blob_id", (entry_id,))
+            if row is None:
+                raise NotFound(f"no queue entry {entry_id}")
+            ops.drop_blob_refs(tx, Counter({row[0]: 1}))
+
+        await self._write(job)
