@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from tests.unit.store.store_helpers import make_message
 
+from postar.mime.parser import parse_message
 from postar.store.interface import (
     InvalidName,
     MailboxNotSelectable,
@@ -14,7 +15,7 @@ from postar.store.interface import (
     QuotaExceeded,
     Store,
 )
-from postar.store.model import Account, DeliveryTarget, FlagMode, Mailbox
+from postar.store.model import Account, DeliveryTarget, FlagMode, Mailbox, QueuedRecipient
 
 
 async def _inbox(store: Store, account: Account) -> Mailbox:
@@ -289,8 +290,6 @@ async def test_search_text(store: Store, alice: Account) -> None:
 
 
 async def test_queue(store: Store) -> None:
-    from postar.store.model import QueuedRecipient
-
     raw, _ = make_message()
     recipients = [
         QueuedRecipient("carol@remote.test", ("SUCCESS", "FAILURE"), "rfc822;carol@remote.test"),
@@ -338,3 +337,35 @@ async def test_unselectable_destination(store: Store, alice: Account) -> None:
     assert parent is not None
     with pytest.raises(MailboxNotSelectable):
         await store.copy_messages(inbox.id, [1], parent.id)
+
+
+async def test_message_parsed_by_the_mime_parser(store: Store, alice: Account) -> None:
+    raw = (
+        b"From: Carol <carol@example.net>\r\n"
+        b"To: alice@example.org\r\n"
+        b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+        b"Message-ID: <parsed@example.net>\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n'
+        b"\r\n"
+        b"--b\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+        b"\r\n"
+        b"Wir treffen uns in K=C3=B6ln.\r\n"
+        b"--b\r\n"
+        b"Content-Type: text/html\r\n"
+        b"\r\n"
+        b"<p>Wir treffen uns</p>\r\n"
+        b"--b--\r\n"
+    )
+    parsed = parse_message(raw)
+    [d] = await store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
+    [record] = await store.get_messages(d.mailbox_id, [d.uid])
+    stored = await store.get_parsed(record.blob_id)
+    assert stored.root.subtype == "alternative" and len(stored.root.children) == 2
+    first = stored.root.children[0]
+    body = await store.read_blob(record.blob_id, first.body_start, first.size)
+    assert body == raw[first.body_start : first.end]
+    assert await store.search_text(d.mailbox_id, "köln", "body") == {d.uid}
+    assert await store.search_text(d.mailbox_id, "carol@example", "header") == {d.uid}
