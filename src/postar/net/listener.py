@@ -42,7 +42,7 @@ from ._log import log_event
 from .connection import Connection, ShuttingDown, normalize_ip
 from .limits import Admission, ConnectionLimiter
 from .proxy import ProxyHeaderError, ProxyHeaderParser, ProxyInfo
-from .tls import load_server_context
+from .tls import limit_asyncio_tls_buffer, load_server_context
 
 Handler = Callable[[Connection], Awaitable[None]]
 
@@ -287,8 +287,10 @@ class Server:
                 idle_timeout=idle,
             )
             specs.extend((spec, address) for address in addresses)
-        if self._ssl_context is None and any(s.tls_mode != "plain" for s, _ in specs):
-            self._ssl_context = load_server_context(self._config)
+        if any(s.tls_mode != "plain" for s, _ in specs):
+            if self._ssl_context is None:
+                self._ssl_context = load_server_context(self._config)
+            limit_asyncio_tls_buffer()
         try:
             for spec, address in specs:
                 for sock in await _bind(loop, address, self._backlog):

@@ -173,6 +173,24 @@ def build_server_context(cert: Path, key: Path, min_version: str = "TLSv1.2") ->
     return ctx
 
 
+# asyncio's SSL layer (3.11) gives every TLS connection a 256 KiB read buffer, allocated and
+# zeroed up front: about 270 KB of RSS per idle IMAPS client, five times the rest of the
+# connection. `max_size` is the class attribute it sizes that buffer (and each decrypted
+# read) from; 32 KiB still holds two full TLS records (16 KiB each), so only bulk uploads
+# pay a few more read calls. uvloop has its own SSL layer and is not affected.
+ASYNCIO_TLS_READ_BUFFER = 32 * 1024
+
+
+def limit_asyncio_tls_buffer(size: int = ASYNCIO_TLS_READ_BUFFER) -> None:
+    """Shrink asyncio's per-TLS-connection read buffer to `size` (never grow it)."""
+    from asyncio import sslproto
+
+    protocol = getattr(sslproto, "SSLProtocol", None)
+    current = getattr(protocol, "max_size", None)
+    if protocol is not None and isinstance(current, int) and current > size:
+        protocol.max_size = size
+
+
 def load_server_context(config: Config) -> ssl.SSLContext:
     """The server context from [tls], or from the self-signed pair in data_dir/tls/."""
     tls: TLSConfig = config.tls

@@ -11,10 +11,18 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import sys
 from collections.abc import Callable, Mapping
 
 import pytest
 import trustme
+
+# The test modules import net_helpers (plain functions, not fixtures) by name. This folder
+# is on sys.path under pytest's "prepend" import mode but not under "importlib", so put it
+# there for either mode; conftest.py is loaded before the modules beside it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 try:
     import uvloop

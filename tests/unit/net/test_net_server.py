@@ -9,7 +9,9 @@ must see discarded.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import random
 import socket
 import ssl
 from pathlib import Path
@@ -278,6 +280,40 @@ async def test_implicit_tls(
         writer.write(b"STARTTLS\r\n")  # not allowed a second time: the handler fails
         assert await line(reader) == b"ready\r\n"
         assert await at_eof(reader)
+        writer.close()
+
+
+async def test_bulk_transfer_over_tls_both_ways(
+    tmp_path: Path, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    """Megabytes through the TLS layer (with its read buffer shrunk by Server.start) arrive
+    complete and in order, in both directions."""
+    size = 3 * 1024 * 1024 + 17
+
+    async def sink(conn: Connection) -> None:
+        digest = hashlib.sha256()
+        received = 0
+        while received < size:
+            data = await conn.recv()
+            if not data:
+                return
+            digest.update(data)
+            received += len(data)
+        conn.write(digest.hexdigest().encode() + b"\r\n")
+        for offset in range(0, size, 65536):
+            conn.write(payload[offset : offset + 65536])
+            await conn.drain()
+
+    payload = random.Random(7).randbytes(size)
+    async with running_server(
+        make_config(tmp_path), {"imaps": sink}, ssl_context=server_ssl_context
+    ) as server:
+        reader, writer = await open_client(port_of(server, "imaps"), ssl_ctx=client_ssl_context)
+        writer.write(payload)
+        await asyncio.wait_for(writer.drain(), TIMEOUT)
+        assert await line(reader) == hashlib.sha256(payload).hexdigest().encode() + b"\r\n"
+        echoed = await asyncio.wait_for(reader.readexactly(size), TIMEOUT)
+        assert echoed == payload
         writer.close()
 
 

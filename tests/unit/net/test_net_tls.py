@@ -16,10 +16,12 @@ from cryptography import x509
 
 from postar.config import Config, ConfigError, TLSConfig
 from postar.net.tls import (
+    ASYNCIO_TLS_READ_BUFFER,
     SELF_SIGNED_CERT,
     SELF_SIGNED_KEY,
     build_server_context,
     ensure_self_signed,
+    limit_asyncio_tls_buffer,
     load_server_context,
 )
 
@@ -133,3 +135,12 @@ def test_config_errors(tmp_path: Path) -> None:
     garbage.write_text("not a certificate")
     with pytest.raises(ConfigError, match="not a valid PEM"):
         build_server_context(garbage, garbage)
+
+
+def test_limit_asyncio_tls_buffer_only_shrinks() -> None:
+    from asyncio import sslproto
+
+    limit_asyncio_tls_buffer()
+    assert sslproto.SSLProtocol.max_size == ASYNCIO_TLS_READ_BUFFER
+    limit_asyncio_tls_buffer(1024 * 1024)
+    assert sslproto.SSLProtocol.max_size == ASYNCIO_TLS_READ_BUFFER
