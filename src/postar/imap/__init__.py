@@ -1,1 +1,39 @@
+"""IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501): the sans-I/O grammar half.
 
+Modules
+-------
+- `receiver`: `Receiver` turns bytes into `Command`s, `NeedContinuation`, `ParseError`s
+  (framing, literals, limits); `expect_line()` for AUTHENTICATE and IDLE lines.
+- `parser`, `reader`, `fetch`, `search`: the command grammar; `commands`: the typed commands.
+- `response`: typed responses and `ResponseEncoder` (bytes, or chunks for streamed bodies);
+  `bodystructure`: ENVELOPE and BODY/BODYSTRUCTURE from `postar.mime.structure`;
+  `codes`: response codes; `strings`: atom/quoted/literal forms.
+- `sequence`: `SequenceSet` (parse, resolve, compact encoding); `mutf7`: modified UTF-7;
+  `dates`: date-time and search dates; `state`: the state table; `limits`: `ImapLimits`;
+  `testing`: helpers to drive the receiver in tests.
+
+A server loop (the behaviour half, not here)
+--------------------------------------------
+    receiver.receive_data(data)
+    while (event := receiver.next_command()) is not NEED_DATA:
+        if isinstance(event, NeedContinuation): write(encoder.encode(Continuation(event.text)))
+        elif isinstance(event, ParseError):
+            write(encoder.error(event)); close if event.fatal
+        elif (rejection := state.admit(current, event)) is not None:
+            write(encoder.encode(rejection))
+        else: execute(event), writing encoder.chunks(response) for each response;
+              current = state.after(current, event, ok=...)
+After ENABLE UTF8=ACCEPT / IMAP4rev2 set `receiver.utf8 = encoder.utf8 = True`; after STARTTLS
+or COMPRESS call `receiver.discard_buffer()`.
+
+RFC coverage (grammar and encoding)
+-----------------------------------
+RFC 9051 IMAP4rev2, RFC 3501 IMAP4rev1 (LSUB, CHECK, RECENT, NEW/OLD, RFC822.*, UNSEEN code),
+RFC 7888 LITERAL+/LITERAL-, RFC 3516 BINARY, RFC 6855 UTF8=ACCEPT, RFC 4959 SASL-IR,
+RFC 5161 ENABLE, RFC 4315 UIDPLUS, RFC 7162 CONDSTORE/QRESYNC, RFC 5258 LIST-EXTENDED,
+RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE (+ CREATE USE), RFC 4731 ESEARCH, RFC 5182
+SEARCHRES, RFC 5032 WITHIN, RFC 8474 OBJECTID, RFC 5256 SORT/THREAD, RFC 5957 DISPLAYFROM,
+RFC 9208 QUOTA, RFC 2971 ID, RFC 4978 COMPRESS, RFC 6851 MOVE, RFC 3502 MULTIAPPEND,
+RFC 2177 IDLE, RFC 2342 NAMESPACE, RFC 3691 UNSELECT, RFC 7889 APPENDLIMIT, RFC 4469 TOOBIG.
+Not parsed: CATENATE, ESORT/CONTEXT, ACL, METADATA, NOTIFY, PREVIEW, SAVEDATE, FUZZY.
+"""

@@ -143,6 +143,7 @@ class Receiver:
             line = self._take_line()
             if line is None:
                 return NEED_DATA
+            result: Command | NeedContinuation | ParseError | None
             if mode is _Mode.SKIP_LINE:
                 result = self._end_skipped_line(line)
             else:

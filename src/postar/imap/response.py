@@ -367,12 +367,13 @@ class ResponseEncoder:
         return encode_astring(name if self.utf8 else mutf7.encode(name), utf8=self.utf8)
 
     def _resp_text(self, text: str, code: ResponseCode | None) -> bytes:
-        body = sanitize_text(text) if text else b""
-        if self.utf8 is False and not body.isascii():
-            body = text.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
+        # RFC 3501 resp-text requires text after the code; 8-bit text only with UTF8=ACCEPT.
+        body = sanitize_text(text) if text else b"Completed"
+        if not self.utf8 and not body.isascii():
+            body = body.decode("utf-8", "replace").encode("ascii", "replace")
         if code is None:
-            return body or b"Completed"
-        return b"[" + code.encode() + b"]" + (b" " + body if body else b"")
+            return body
+        return b"[" + code.encode() + b"] " + body
 
     # -- public ----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from postar.imap.codes import Code
 from postar.imap.errors import ErrorStatus, ParseError
 from postar.imap.limits import ImapLimits, LiteralMode
 from postar.imap.receiver import NEED_DATA, NeedContinuation, Receiver
-from postar.imap.testing import drain, feed
+from postar.imap.testing import Event, drain, feed
 
 SAMPLES = [
     b"a1 NOOP\r\n",
@@ -23,7 +23,7 @@ SAMPLES = [
 ]
 
 
-def expected(sample: bytes) -> list[object]:
+def expected(sample: bytes) -> list[Event]:
     return feed(sample)
 
 

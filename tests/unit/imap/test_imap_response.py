@@ -163,7 +163,7 @@ def line(response: object) -> bytes:
         (Tagged("a", Status.NO, "Too big", codes.Code.TOOBIG), b"a NO [TOOBIG] Too big"),
         (
             Tagged("a", Status.NO, "", codes.OtherCode("X-FOO", "bar]baz")),
-            b"a NO [X-FOO bar baz]",
+            b"a NO [X-FOO bar baz] Completed",
         ),
     ],
 )
