@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,8 +272,10 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: Path | None = 
     return Config(**kwargs)
 
 
-def default_config_text(data_dir: Path, hostname: str, port_offset: int = 10000) -> str:
-    """The first-run configuration: every role on loopback, standard port + offset."""
+def default_config_text(
+    data_dir: Path, hostname: str, roles: Iterable[str], port_offset: int = 10000
+) -> str:
+    """The first-run configuration: the given roles on loopback, standard port + offset."""
     lines = [
         "# Postar configuration, written on first start. Every key is documented in",
         "# docs/CONFIGURATION.md; keys left out take their defaults.",
@@ -281,9 +284,7 @@ def default_config_text(data_dir: Path, hostname: str, port_offset: int = 10000)
         "",
         "[listen]",
     ]
-    for role, port in ROLE_STANDARD_PORT.items():
-        if role == "https":
-            continue
-        lines.append(f'{role} = "127.0.0.1:{port + port_offset}"')
+    for role in roles:
+        lines.append(f'{role} = "127.0.0.1:{ROLE_STANDARD_PORT[role] + port_offset}"')
     lines += ["", "[tls]", '# cert = "/etc/ssl/mail.pem"', '# key = "/etc/ssl/mail.key"', ""]
     return "\n".join(lines)

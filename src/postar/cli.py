@@ -1,0 +1,295 @@
+"""The `postar` command: serve, and manage domains, users, aliases, quotas and backups.
+
+Management commands open the store directly; SQLite in WAL mode lets them run beside a
+serving process, so `postar user add` works while the server is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from postar.auth.directory import Directory, DirectoryError
+from postar.config import Config, ConfigError, load_config
+from postar.store.interface import Store, StoreError, open_store_backend
+
+T = TypeVar("T")
+
+# Without --config, everything lives under ./postar-data (made on first `postar serve`).
+DEFAULT_DATA_DIR = Path("postar-data")
+DEFAULT_CONFIG_NAME = "postar.toml"
+
+
+def _default_config_path() -> Path:
+    env = os.environ.get("POSTAR_CONFIG")
+    return Path(env) if env else DEFAULT_DATA_DIR / DEFAULT_CONFIG_NAME
+
+
+class Context:
+    def __init__(self, config_path: Path | None) -> None:
+        self.explicit = config_path is not None
+        self.config_path = config_path or _default_config_path()
+
+    def config(self) -> Config:
+        if not self.explicit and not self.config_path.exists():
+            raise click.ClickException(
+                f"no configuration at {self.config_path}: pass --config FILE, "
+                "or run `postar serve` once to create one"
+            )
+        try:
+            return load_config(self.config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _run_with_store(ctx: Context, fn: Callable[[Store], Awaitable[T]]) -> T:
+    config = ctx.config()
+
+    async def main() -> T:
+        store = open_store_backend(config)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except (DirectoryError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise click.ClickException("use --password-stdin to read the password from a pipe")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _parse_size(text: str) -> int:
+    """'0', '500M', '2G', '1048576' -> bytes."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    t = text.strip().upper().removesuffix("B")
+    mult = units.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in units else t
+    try:
+        value = float(number)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a size like 500M or 2G") from exc
+    if value < 0:
+        raise click.BadParameter("a size cannot be negative")
+    return int(value * mult)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML configuration file (default: ./postar-data/postar.toml or $POSTAR_CONFIG).",
+)
+@click.version_option(package_name="postar")
+@click.pass_context
+def main(click_ctx: click.Context, config_path: Path | None) -> None:
+    """Postar: SMTP, POP3 (and soon IMAP and webmail) in one program."""
+    click_ctx.obj = Context(config_path)
+
+
+# ---- serve ----------------------------------------------------------------------------------
+@main.command()
+@pass_ctx
+def serve(ctx: Context) -> None:
+    """Run every configured service until SIGTERM or SIGINT."""
+    from postar.app import serve_forever
+    from postar.bootstrap import first_run
+    from postar.log import setup_logging
+
+    if not ctx.explicit and not ctx.config_path.exists():
+        first_run(ctx.config_path, echo=click.echo)
+    config = ctx.config()
+    setup_logging(config.log_level)
+    try:
+        code = asyncio.run(serve_forever(config))
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
+
+
+# ---- domains ----------------------------------------------------------------------------------
+@main.group()
+def domain() -> None:
+    """Manage the domains this server receives mail for."""
+
+
+@domain.command("add")
+@click.argument("name")
+@click.option("--catch-all", help="Address that receives mail for unknown names in the domain.")
+@pass_ctx
+def domain_add(ctx: Context, name: str, catch_all: str | None) -> None:
+    d = _run_with_store(ctx, lambda s: Directory(s).create_domain(name, catch_all))
+    click.echo(f"domain {d.name} added")
+
+
+@domain.command("list")
+@pass_ctx
+def domain_list(ctx: Context) -> None:
+    for d in _run_with_store(ctx, lambda s: s.list_domains()):
+        click.echo(d.name + (f"  catch-all={d.catch_all}" if d.catch_all else ""))
+
+
+@domain.command("catch-all")
+@click.argument("name")
+@click.argument("address", required=False)
+@pass_ctx
+def domain_catch_all(ctx: Context, name: str, address: str | None) -> None:
+    """Set (or, without ADDRESS, clear) the domain's catch-all address."""
+    _run_with_store(ctx, lambda s: s.set_catch_all(name.lower(), address))
+    click.echo(f"catch-all of {name}: {address or 'none'}")
+
+
+@domain.command("remove")
+@click.argument("name")
+@pass_ctx
+def domain_remove(ctx: Context, name: str) -> None:
+    _run_with_store(ctx, lambda s: s.remove_domain(name.lower()))
+    click.echo(f"domain {name} removed")
+
+
+# ---- users ------------------------------------------------------------------------------------
+@main.group()
+def user() -> None:
+    """Manage accounts (mailboxes with a login)."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--quota", default="0", help="Storage quota, e.g. 2G (0 = unlimited).")
+@pass_ctx
+def user_add(ctx: Context, address: str, password_stdin: bool, quota: str) -> None:
+    password = _read_password(password_stdin)
+    quota_bytes = _parse_size(quota) or ctx.config().store.default_quota
+    account = _run_with_store(
+        ctx, lambda s: Directory(s).create_user(address, password, quota_bytes)
+    )
+    click.echo(f"user {account.address} added")
+
+
+@user.command("list")
+@click.option("--domain", "domain_name", help="Only this domain's accounts.")
+@pass_ctx
+def user_list(ctx: Context, domain_name: str | None) -> None:
+    async def job(s: Store) -> list[tuple[Any, int]]:
+        out = []
+        for a in await s.list_accounts(domain_name.lower() if domain_name else None):
+            used, _limit = await s.quota_usage(a.id)
+            out.append((a, used))
+        return out
+
+    for account, used in _run_with_store(ctx, job):
+        quota = f"{account.quota_bytes}" if account.quota_bytes else "unlimited"
+        flag = "  disabled" if account.disabled else ""
+        click.echo(f"{account.address}  used={used}  quota={quota}{flag}")
+
+
+@user.command("passwd")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@pass_ctx
+def user_passwd(ctx: Context, address: str, password_stdin: bool) -> None:
+    password = _read_password(password_stdin)
+    _run_with_store(ctx, lambda s: Directory(s).change_password(address, password))
+    click.echo(f"password of {address} changed")
+
+
+@user.command("quota")
+@click.argument("address")
+@click.argument("size")
+@pass_ctx
+def user_quota(ctx: Context, address: str, size: str) -> None:
+    """Set the storage quota, e.g. 2G (0 = unlimited)."""
+    _run_with_store(ctx, lambda s: s.set_quota(address.lower(), _parse_size(size)))
+    click.echo(f"quota of {address}: {size}")
+
+
+@user.command("remove")
+@click.argument("address")
+@pass_ctx
+def user_remove(ctx: Context, address: str) -> None:
+    _run_with_store(ctx, lambda s: Directory(s).remove_user(address))
+    click.echo(f"user {address} removed")
+
+
+# ---- aliases ----------------------------------------------------------------------------------
+@main.group()
+def alias() -> None:
+    """Manage aliases: one address delivered to one or more others."""
+
+
+@alias.command("add")
+@click.argument("address")
+@click.argument("targets", nargs=-1, required=True)
+@pass_ctx
+def alias_add(ctx: Context, address: str, targets: tuple[str, ...]) -> None:
+    a = _run_with_store(ctx, lambda s: Directory(s).create_alias(address, targets))
+    click.echo(f"alias {a.address} -> {', '.join(a.targets)}")
+
+
+@alias.command("list")
+@click.option("--domain", "domain_name", help="Only this domain's aliases.")
+@pass_ctx
+def alias_list(ctx: Context, domain_name: str | None) -> None:
+    for a in _run_with_store(
+        ctx, lambda s: s.list_aliases(domain_name.lower() if domain_name else None)
+    ):
+        click.echo(f"{a.address} -> {', '.join(a.targets)}")
+
+
+@alias.command("remove")
+@click.argument("address")
+@pass_ctx
+def alias_remove(ctx: Context, address: str) -> None:
+    _run_with_store(ctx, lambda s: Directory(s).remove_alias(address))
+    click.echo(f"alias {address} removed")
+
+
+# ---- backup and restore -------------------------------------------------------------------------
+@main.command()
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@pass_ctx
+def backup(ctx: Context, dest: Path) -> None:
+    """Copy the whole store into DEST, consistently, while the server may be running."""
+    if dest.exists() and any(dest.iterdir()):
+        raise click.ClickException(f"{dest} is not empty")
+    _run_with_store(ctx, lambda s: s.backup(dest))
+    click.echo(f"backup written to {dest}")
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace a data directory that is not empty.")
+@pass_ctx
+def restore(ctx: Context, src: Path, force: bool) -> None:
+    """Take back a backup made by `postar backup` (stop the server first)."""
+    from postar.store.backup import restore as restore_backup
+
+    config = ctx.config()
+    try:
+        restore_backup(src, config.data_dir, force=force)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {src} into {config.data_dir}")

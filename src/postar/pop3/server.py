@@ -1,0 +1,223 @@
+"""POP3 server glue: binds the sans-I/O core to a connection, the authenticator and the store.
+
+The maildrop is the account's INBOX, snapshotted at login: messages arriving during the
+session are seen at the next login (RFC 1939 section 8 leaves this to the server; Dovecot
+does the same). UIDL is "<uidvalidity>.<uid>", so it never changes for a message.
+
+Invariants:
+- One POP3 session per maildrop at a time in this process; a second gets [IN-USE]
+  (RFC 2449 section 8.1.1 / RFC 3206). IMAP sessions on the same INBOX are not locked out;
+  the store's UIDs keep both views consistent.
+- Deletion only at QUIT in TRANSACTION, through store.expunge(), durable before "+OK";
+  a dropped connection deletes nothing (RFC 1939 section 6).
+- RETR streams the body in chunks with drain() between them: memory per session stays at
+  one chunk, whatever the message size.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from postar.auth.sasl import FailureReason
+from postar.net.connection import Connection, IdleTimeout, ShuttingDown, TLSHandshakeError
+from postar.pop3.core import MaildropEntry, POP3Connection, POP3Settings
+from postar.pop3.events import (
+    AuthRequest,
+    AuthResponse,
+    CloseConnection,
+    Commit,
+    LoginRequest,
+    NeedData,
+    RetrRequest,
+    StartTLS,
+)
+from postar.pop3.replies import ResponseCode, auth_failure_reply
+from postar.store.interface import StoreError
+from postar.store.model import Account, MessageRecord
+
+if TYPE_CHECKING:
+    from postar.app import Services
+
+log = logging.getLogger("postar.pop3")
+
+RETR_CHUNK = 64 * 1024
+
+
+class POP3Server:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.locked: set[int] = set()  # account ids with a POP3 session in TRANSACTION
+
+    async def handle(self, conn: Connection) -> None:
+        session = POP3Session(self, conn)
+        try:
+            await session.run()
+        finally:
+            session.release()
+
+
+class POP3Session:
+    def __init__(self, server: POP3Server, conn: Connection) -> None:
+        self.server = server
+        self.services = server.services
+        self.conn = conn
+        self.account: Account | None = None
+        self.mailbox_id = 0
+        self.messages: list[MessageRecord] = []
+        limits = self.services.config.limits
+        auth = self.services.authenticator
+        self.core = POP3Connection(
+            POP3Settings(
+                mechanisms=tuple(auth.mechanisms_for(conn.tls_active, conn.peer_ip)),
+                plaintext_allowed=auth.plaintext_allowed(conn.tls_active, conn.peer_ip),
+                stls_available=conn.can_start_tls,
+                tls_active=conn.tls_active,
+                expire=self.services.config.pop3.expire,
+                line_length=limits.line_length,
+                max_errors=limits.errors_per_session,
+                max_commands=limits.commands_per_session,
+            )
+        )
+
+    def release(self) -> None:
+        if self.account is not None:
+            self.server.locked.discard(self.account.id)
+            self.account = None
+
+    async def flush(self) -> None:
+        out = self.core.data_to_send()
+        if out:
+            self.conn.write(out)
+            await self.conn.drain()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                event = self.core.next_event()
+                if isinstance(event, NeedData):
+                    self.core.receive_data(await self._recv())
+                elif isinstance(event, CloseConnection):
+                    await self.flush()
+                    return
+                else:
+                    await self.dispatch(event)
+        except (ConnectionError, TLSHandshakeError, TimeoutError) as exc:
+            log.info("pop3 session ended", extra={"conn": self.conn.conn_id, "why": repr(exc)})
+
+    async def _recv(self) -> bytes:
+        # Replies the core produced while consuming the last input leave before we wait.
+        await self.flush()
+        try:
+            return await self.conn.recv()
+        except (IdleTimeout, ShuttingDown) as exc:
+            # RFC 1939 section 3: an idle session is closed without entering UPDATE.
+            what = "idle timeout" if isinstance(exc, IdleTimeout) else "server shutting down"
+            self.conn.write(f"-ERR [SYS/TEMP] {what}, closing\r\n".encode())
+            return b""
+
+    async def dispatch(self, event: object) -> None:
+        auth = self.services.authenticator
+        match event:
+            case StartTLS():
+                await self.flush()
+                await self.conn.start_tls()
+                self.core.tls_started(
+                    mechanisms=auth.mechanisms_for(True, self.conn.peer_ip),
+                    plaintext_allowed=auth.plaintext_allowed(True, self.conn.peer_ip),
+                )
+            case LoginRequest(username=username, password=password):
+                result = await auth.login(
+                    username, password, tls_active=self.conn.tls_active, peer_ip=self.conn.peer_ip
+                )
+                await self._after_auth(result.account, result.failure)
+            case AuthRequest(mechanism=mechanism, initial_response=initial):
+                result = await auth.authenticate(
+                    mechanism,
+                    initial,
+                    self._send_challenge,
+                    self._receive_response,
+                    tls_active=self.conn.tls_active,
+                    peer_ip=self.conn.peer_ip,
+                )
+                await self._after_auth(result.account, result.failure)
+            case RetrRequest(index=index, top_lines=top_lines):
+                await self.retrieve(index, top_lines)
+            case Commit(deleted_indexes=deleted):
+                await self.commit(deleted)
+
+    async def _send_challenge(self, b64: bytes) -> None:
+        self.core.send_auth_challenge(b64)
+        await self.flush()
+
+    async def _receive_response(self) -> bytes | None:
+        while True:
+            event = self.core.next_event()
+            if isinstance(event, NeedData):
+                self.core.receive_data(await self._recv())
+                continue
+            if isinstance(event, AuthResponse):
+                return event.line
+            return None
+
+    async def _after_auth(self, account: Account | None, failure: FailureReason | None) -> None:
+        if account is None:
+            code, text = auth_failure_reply(failure or FailureReason.INVALID_CREDENTIALS)
+            self.core.authentication_failed(code, text)
+            return
+        if account.id in self.server.locked:
+            self.core.authentication_failed(
+                ResponseCode.IN_USE, "Maildrop already in use by another POP3 session"
+            )
+            return
+        store = self.services.store
+        try:
+            inbox = await store.get_mailbox(account.id, "INBOX")
+            if inbox is None:
+                raise StoreError("account has no INBOX")
+            messages = await store.list_messages(inbox.id)
+        except StoreError as exc:
+            log.error("pop3 maildrop", extra={"conn": self.conn.conn_id, "err": str(exc)})
+            self.core.authentication_failed(ResponseCode.SYS_TEMP, "Maildrop unavailable")
+            return
+        self.server.locked.add(account.id)
+        self.account = account
+        self.mailbox_id = inbox.id
+        self.messages = messages
+        self.core.authenticated(
+            [MaildropEntry(m.size, f"{inbox.uidvalidity}.{m.uid}") for m in messages],
+            account.address,
+        )
+        log.info("pop3 login", extra={"conn": self.conn.conn_id, "user": account.address})
+
+    async def retrieve(self, index: int, top_lines: int | None) -> None:
+        record = self.messages[index]
+        store = self.services.store
+        offset = 0
+        try:
+            while offset < record.size:
+                chunk = await store.read_blob(record.blob_id, offset, RETR_CHUNK)
+                if not chunk:
+                    break
+                offset += len(chunk)
+                wanted_more = self.core.message_data(chunk)
+                await self.flush()
+                if not wanted_more:
+                    break
+        except (StoreError, OSError) as exc:
+            log.error("pop3 retr", extra={"conn": self.conn.conn_id, "err": str(exc)})
+            self.core.message_unavailable()
+            return
+        self.core.message_end()
+
+    async def commit(self, deleted: tuple[int, ...]) -> None:
+        try:
+            if deleted:
+                uids = [self.messages[i].uid for i in deleted]
+                await self.services.store.expunge(self.mailbox_id, uids)
+        except StoreError as exc:
+            log.error("pop3 commit", extra={"conn": self.conn.conn_id, "err": str(exc)})
+            self.core.commit_failed()
+        else:
+            self.core.commit_done()
+        self.release()
