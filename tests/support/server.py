@@ -1,0 +1,127 @@
+"""A real Postar server in a subprocess, on loopback ports picked per test.
+
+The server runs exactly as a user runs it (`postar --config FILE serve`), so the tests also
+exercise the command line contract, SIGTERM handling and, with kill(), crash recovery.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+ALL_ROLES = ("smtp", "submission", "submissions", "smtp-alt", "pop3", "pop3s")
+DOMAIN = "example.test"
+PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+class PostarServer:
+    def __init__(
+        self,
+        root: Path,
+        roles: Iterable[str] = ALL_ROLES,
+        extra_config: str = "",
+        hostname: str = "mx.example.test",
+    ) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.config_path = root / "postar.toml"
+        self.ports = {role: free_port() for role in roles}
+        self.log_path = root / "server.log"
+        listen = "\n".join(f'{r} = "127.0.0.1:{p}"' for r, p in self.ports.items())
+        self.config_path.write_text(
+            f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n'
+            f"{extra_config}\n[listen]\n{listen}\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # ---- the CLI --------------------------------------------------------------------------------
+    def cli(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "postar", "--config", str(self.config_path), *args],
+            input=input_text.encode() if input_text is not None else None,
+            capture_output=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"postar {' '.join(args)} failed ({result.returncode}): {result.stderr.decode()}"
+            )
+        return result.stdout.decode() + result.stderr.decode()
+
+    def add_domain(self, domain: str = DOMAIN) -> None:
+        self.cli("domain", "add", domain)
+
+    def add_user(self, address: str, password: str = PASSWORD) -> None:
+        self.cli("user", "add", address, "--password-stdin", input_text=password + "\n")
+
+    # ---- the process ---------------------------------------------------------------------------
+    def start(self) -> PostarServer:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "postar", "--config", str(self.config_path), "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        for port in self.ports.values():
+            wait_for_port(port, proc=self.proc)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as a service manager does; returns the exit code."""
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def rss_kb(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
