@@ -5,13 +5,13 @@ from collections.abc import Iterable
 
 import pytest
 import scramp
-from auth_fakes import FAST_HASHER, FakeClock, FakeStore
 
 from postar.auth.authenticator import Authenticator, is_loopback
 from postar.auth.passwords import derive_scram_secrets, hash_password
 from postar.auth.sasl import FailureReason
 from postar.auth.throttle import LoginThrottle
 from postar.config import AuthConfig
+from tests.unit.auth.auth_fakes import FAST_HASHER, FakeClock, FakeStore
 
 REMOTE = "203.0.113.9"
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from auth_fakes import FAST_HASHER, FakeStore
 
 from postar.auth.directory import (
     MAX_ALIAS_DEPTH,
@@ -14,6 +13,7 @@ from postar.auth.directory import (
 )
 from postar.auth.passwords import verify_password
 from postar.store.model import Account
+from tests.unit.auth.auth_fakes import FAST_HASHER, FakeStore
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import base64
 import pytest
 import scramp
 from argon2 import PasswordHasher
-from auth_fakes import FAST_HASHER
 
 from postar.auth.passwords import (
     check_needs_rehash,
@@ -14,6 +13,7 @@ from postar.auth.passwords import (
     verify_password,
     verify_password_async,
 )
+from tests.unit.auth.auth_fakes import FAST_HASHER
 
 
 def test_hash_is_argon2id_and_verifies() -> None:

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from auth_fakes import FakeClock
-
 from postar.auth.throttle import MAX_DELAY, LoginThrottle
 from postar.config import AuthConfig
+from tests.unit.auth.auth_fakes import FakeClock
 
 CFG = AuthConfig(
     failures_before_delay=3,
