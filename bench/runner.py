@@ -8,6 +8,10 @@ others still run.
 
 from __future__ import annotations
 
+import imaplib
+import poplib
+import queue
+import smtplib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +34,19 @@ from bench.workloads import Plan
 
 Log = Callable[[str], None]
 
+# What a misbehaving server can cause: the target is dropped from the workload with a note,
+# the others go on. Anything else is a bug in the bench and stops the workload.
+RECOVERABLE: tuple[type[BaseException], ...] = (
+    OSError,  # connection refused or reset, socket timeouts
+    EOFError,
+    RuntimeError,  # ImapError, TargetError, ...
+    queue.Empty,  # a load process that never reported
+    poplib.error_proto,
+    smtplib.SMTPException,
+    imaplib.IMAP4.error,
+    ValueError,  # an answer we could not parse
+)
+
 
 @dataclass
 class Context:
@@ -43,6 +60,21 @@ class Context:
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     live: list[Target] = field(default_factory=list)
+    failed: set[int] = field(default_factory=set)  # id() of targets dropped mid-workload
+
+    def ok(self, targets: list[Target]) -> list[Target]:
+        return [t for t in targets if id(t) not in self.failed]
+
+    def guard(self, workload: str, t: Target, fn: Callable[[], Any]) -> Any:
+        """fn() for one target; a server-side failure drops that target with a note."""
+        try:
+            return fn()
+        except RECOVERABLE as exc:
+            self.failed.add(id(t))
+            msg = f"{t.name} dropped: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            self.log(f"{workload}: {msg}")
+            self.notes.append(f"{workload}: {msg}")
+            return None
 
     def add(
         self,
@@ -83,7 +115,10 @@ class Context:
                 t.start()
                 started.append(t)
             except (TargetError, OSError) as exc:
-                msg = f"{t.name} did not start: {str(exc).strip()[:600]}"
+                # The first line says what failed, the last (a log's) usually why.
+                lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+                why = f" ({lines[-1][:300]})" if len(lines) > 1 else ""
+                msg = f"{t.name} did not start: {lines[0][:300] if lines else exc!r}{why}"
                 self.log(f"{workload}: {msg}")
                 self.notes.append(f"{workload}: {msg}")
                 self.finish([t])
@@ -121,19 +156,27 @@ def run_smtp(ctx: Context) -> None:
     targets = ctx.start(
         "smtp",
         {
-            "postar": lambda: Postar(roles=("smtp", "imap", "pop3")),
+            "postar": lambda: Postar(roles=("smtp", "imap"), fallback_roles=(("smtp", "pop3"),)),
             "postfix": Postfix,
             "smtp-sink": SmtpSink,
         },
     )
     try:
-        counters = {t.name: smtp_load.Counter(t) for t in targets}
+        counters = {}
+        for t in targets:
+            counters[t.name] = ctx.guard("smtp", t, lambda t=t: smtp_load.Counter(t))
         for rnd in range(plan.rounds):
             for case in plan.smtp_cases:
-                for t in targets:
-                    r = smtp_load.run_case(
-                        t, case, files[case.size], plan.smtp_deadline, counters[t.name]
+                for t in ctx.ok(targets):
+                    r = ctx.guard(
+                        "smtp",
+                        t,
+                        lambda t=t, case=case: smtp_load.run_case(
+                            t, case, files[case.size], plan.smtp_deadline, counters[t.name]
+                        ),
                     )
+                    if r is None:
+                        continue
                     ctx.log(
                         f"smtp round {rnd + 1} {t.name} {case.label}: "
                         f"accepted {r.accepted_per_s:.0f}/s delivered "
@@ -164,7 +207,8 @@ def run_smtp(ctx: Context) -> None:
                         "smtp", f"accepted, {case.label}", "msg/s", True, t.name, r.accepted_per_s
                     )
         for c in counters.values():
-            c.close()
+            if c is not None:
+                c.close()
     finally:
         ctx.finish(targets)
 
@@ -176,25 +220,34 @@ def run_imap(ctx: Context) -> None:
     appends = _data(corpus.mailbox_set(ctx.messages[1000:], 50))
     targets = ctx.start("imap", {"postar": lambda: Postar(roles=("imap",)), "dovecot": Dovecot})
     try:
-        for t in list(targets):
+        for t in targets:
             for u in users:
-                n, secs = seed(t, u, mailbox, seconds=120)
+                got = ctx.guard("imap", t, lambda t=t, u=u: seed(t, u, mailbox, seconds=120))
+                if got is None:
+                    break
+                n, secs = got
                 ctx.log(f"imap: seeded {t.name} {u} with {n} messages in {secs:.1f} s")
                 if n < len(mailbox):
                     ctx.notes.append(f"imap: {t.name} took only {n}/{len(mailbox)} seed messages")
         for rnd in range(plan.rounds):
-            for t in targets:
-                r = imap_load.run_round(
-                    t.ports["imap"],
-                    users,
-                    PASSWORD,
-                    plan.imap_clients,
-                    plan.imap_seconds,
-                    plan.imap_seed,
-                    appends,
-                    t.cpu_seconds,
-                    rnd,
+            for t in ctx.ok(targets):
+                r = ctx.guard(
+                    "imap",
+                    t,
+                    lambda t=t, rnd=rnd: imap_load.run_round(
+                        t.ports["imap"],
+                        users,
+                        PASSWORD,
+                        plan.imap_clients,
+                        plan.imap_seconds,
+                        plan.imap_seed,
+                        appends,
+                        t.cpu_seconds,
+                        rnd,
+                    ),
                 )
+                if r is None:
+                    continue
                 gen = ", ".join(f"{u:.0%}" for u in r.generator_cpu)
                 ctx.log(
                     f"imap round {rnd + 1} {t.name}: {r.ops_per_s:.0f} ops/s, generator "
@@ -229,18 +282,31 @@ def run_pop3(ctx: Context) -> None:
     plan = ctx.plan
     mailbox = _data(corpus.mailbox_set(ctx.messages, plan.pop3_messages))
     targets = ctx.start(
-        "pop3", {"postar": lambda: Postar(roles=("imap", "pop3")), "dovecot": Dovecot}
+        "pop3",
+        {
+            "postar": lambda: Postar(roles=("imap", "pop3"), fallback_roles=(("smtp", "pop3"),)),
+            "dovecot": Dovecot,
+        },
     )
     try:
-        for t in list(targets):
-            n, secs = seed(t, USERS[0], mailbox, seconds=180)
+        for t in targets:
+            got = ctx.guard("pop3", t, lambda t=t: seed(t, USERS[0], mailbox, seconds=180))
+            if got is None:
+                continue
+            n, secs = got
             ctx.log(f"pop3: seeded {t.name} with {n} messages in {secs:.1f} s")
             if n < len(mailbox):
                 ctx.notes.append(f"pop3: {t.name} took only {n}/{len(mailbox)} messages")
         # One download is short (well under a second): more rounds for a steadier median.
         for rnd in range(plan.rounds + 2):
-            for t in targets:
-                r = pop3_load.download(t.ports["pop3"], USERS[0], PASSWORD, 60)
+            for t in ctx.ok(targets):
+                r = ctx.guard(
+                    "pop3",
+                    t,
+                    lambda t=t: pop3_load.download(t.ports["pop3"], USERS[0], PASSWORD, 60),
+                )
+                if r is None:
+                    continue
                 ctx.log(
                     f"pop3 round {rnd + 1} {t.name}: {r.messages} messages, "
                     f"{r.bytes / 1e6:.1f} MB, {r.mb_per_s:.1f} MB/s {r.note}"
@@ -272,8 +338,14 @@ def run_memory(ctx: Context) -> None:
         targets = ctx.start("memory", {name: make})
         try:
             for t in targets:
-                steps = memory_load.run(t, USERS[2:], plan.memory_steps, plan.memory_deadline)
-                for s in steps:
+                steps = ctx.guard(
+                    "memory",
+                    t,
+                    lambda t=t: memory_load.run(
+                        t, USERS[2:], plan.memory_steps, plan.memory_deadline
+                    ),
+                )
+                for s in steps or []:
                     ctx.log(
                         f"memory {t.name}: {s.connections}/{s.wanted} IDLE connections "
                         f"({s.auth}) in {s.seconds:.1f} s, RSS +{s.rss_per_conn / 1024:.0f} "
@@ -347,7 +419,16 @@ def run_large(ctx: Context) -> None:
         try:
             for t in targets:
                 t0 = time.monotonic()
-                n, secs = seed(t, USERS[1], msgs, seconds=plan.large_load_deadline, connections=4)
+                got = ctx.guard(
+                    "large",
+                    t,
+                    lambda t=t, msgs=msgs: seed(
+                        t, USERS[1], msgs, seconds=plan.large_load_deadline, connections=4
+                    ),
+                )
+                if got is None:
+                    continue
+                n, secs = got
                 loaded[name] = n
                 how = "direct Maildir writes" if t.direct_seed else "IMAP APPEND, 4 connections"
                 ctx.log(f"large: loaded {n} messages into {t.name} in {secs:.1f} s ({how})")
@@ -360,7 +441,15 @@ def run_large(ctx: Context) -> None:
                     n / secs if secs else None,
                     f"{n:,} messages in {secs:.0f} s by {how}",
                 )
-                r = large_load.run(t.ports["imap"], USERS[1], plan.rounds, plan.large_deadline)
+                r = ctx.guard(
+                    "large",
+                    t,
+                    lambda t=t: large_load.run(
+                        t.ports["imap"], USERS[1], plan.rounds, plan.large_deadline
+                    ),
+                )
+                if r is None:
+                    continue
                 ctx.log(
                     f"large {t.name}: {r.exists} messages, first SELECT "
                     f"{r.first_select_s:.2f} s, FETCH {r.fetch_s}, SEARCH {r.search_s} "

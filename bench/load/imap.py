@@ -1,10 +1,11 @@
 """IMAP: a mixed workload from many concurrent clients, in several load processes.
 
-Each process drives one account with `clients` connections plus one IDLE client. A client
+Each process drives one account with `clients` connections plus an IDLE probe. A client
 logs in, selects INBOX and runs 200 operations drawn at random (weights below) before it logs out
-and starts again, so LOGIN and SELECT are part of the mix. APPENDs carry \\Deleted, and EXPUNGE
-removes them, so the mailbox stays near its seeded size. The IDLE client measures the time from
-an APPEND being sent to its EXISTS arriving (the wake-up latency).
+and starts again, so LOGIN and SELECT are part of the mix (the first logins happen before the
+measured window opens). APPENDs carry \\Deleted, and EXPUNGE removes them, so the mailbox stays
+near its seeded size. The IDLE probe measures the time from an APPEND being sent to its EXISTS
+arriving at a connection in IDLE on that mailbox (the wake-up latency).
 
 The generator must not be the bottleneck: every process measures its own CPU time over the
 window; one that used more than 90% of a core is reported as saturated.
@@ -61,10 +62,12 @@ class WorkerResult:
     errors: dict[str, int] = field(default_factory=dict)
     wall: float = 0.0
     cpu: float = 0.0
+    ops: int = 0  # operations inside the window (warm-up LOGIN/SELECT excluded)
+    warmup: int = 0
     first_error: str = ""
 
 
-async def _op(c: ImapClient, op: str, rnd: random.Random, a: WorkerArgs, pending: Any) -> None:
+async def _op(c: ImapClient, op: str, rnd: random.Random, a: WorkerArgs) -> None:
     top = max(1, a.seed_count)
     n = rnd.randint(1, top)
     if op == "FETCH FLAGS":
@@ -82,27 +85,53 @@ async def _op(c: ImapClient, op: str, rnd: random.Random, a: WorkerArgs, pending
     elif op == "SEARCH":
         await c.command(rnd.choice(_SEARCHES))
     elif op == "APPEND":
-        pending.append(time.monotonic())
         await c.append(rnd.choice(a.appends), flags="\\Deleted")
     elif op == "EXPUNGE":
         await c.command("EXPUNGE")
 
 
-async def _worker(a: WorkerArgs) -> WorkerResult:
+async def _session(a: WorkerArgs, lat: dict[str, list[float]]) -> ImapClient:
+    c = await ImapClient.connect("127.0.0.1", a.port)
+    t = time.monotonic()
+    await c.login(a.user, a.password)
+    lat["LOGIN"].append((time.monotonic() - t) * 1000)
+    t = time.monotonic()
+    await c.select("INBOX")
+    lat["SELECT"].append((time.monotonic() - t) * 1000)
+    return c
+
+
+async def _worker(a: WorkerArgs, window_open: Any = None) -> WorkerResult:
     res = WorkerResult()
     lat: dict[str, list[float]] = collections.defaultdict(list)
     errors: dict[str, int] = collections.defaultdict(int)
-    pending: collections.deque[float] = collections.deque(maxlen=10_000)
     ops_names = [o for o, _ in MIX]
     weights = [w for _, w in MIX]
-    await asyncio.sleep(max(0.0, a.start_at - time.time()))
-    t_start = time.monotonic()
-    end = t_start + a.seconds
 
     def fail(op: str, exc: BaseException) -> None:
         errors[op] += 1
         if not res.first_error:
             res.first_error = f"{op}: {type(exc).__name__}: {exc}"[:200]
+
+    # Warm-up, not timed as throughput: every client logs in before the window opens.
+    # Otherwise a short window on two cores measures mostly the queue of argon2 hashes
+    # that twenty simultaneous first LOGINs cause (their latencies are still recorded).
+    await asyncio.sleep(max(0.0, a.start_at - time.time()))
+    first: list[ImapClient | None] = []
+    for outcome in await asyncio.gather(
+        *(_session(a, lat) for _ in range(a.clients)), return_exceptions=True
+    ):
+        if isinstance(outcome, ImapClient):
+            first.append(outcome)
+        else:
+            fail("LOGIN", outcome)
+            first.append(None)
+    res.warmup = len(lat["LOGIN"]) + len(lat["SELECT"])
+    if window_open is not None:
+        window_open.set()
+    t_start = time.monotonic()
+    end = t_start + a.seconds
+    probe_mailbox = f"bench-idle-{a.rng_seed}"
 
     async def timed(op: str, coro: Any) -> Any:
         t = time.monotonic()
@@ -113,68 +142,83 @@ async def _worker(a: WorkerArgs) -> WorkerResult:
     async def client(i: int) -> None:
         rnd = random.Random(a.rng_seed * 1000 + i)
         done = 0
+        c = first[i]
         while time.monotonic() < end and done < a.max_ops_per_client:
             try:
-                c = await ImapClient.connect("127.0.0.1", a.port)
-            except (TimeoutError, OSError, ImapError) as exc:
-                fail("CONNECT", exc)
-                await asyncio.sleep(0.2)
-                continue
-            try:
-                await timed("LOGIN", c.login(a.user, a.password))
-                await timed("SELECT", c.select("INBOX"))
+                if c is None:
+                    c = await asyncio.wait_for(_session(a, lat), max(1.0, end - time.monotonic()))
                 for _ in range(OPS_PER_SESSION):
                     if time.monotonic() >= end or done >= a.max_ops_per_client:
                         break
                     op = rnd.choices(ops_names, weights)[0]
                     try:
-                        await timed(op, _op(c, op, rnd, a, pending))
+                        await timed(op, _op(c, op, rnd, a))
                     except ImapError as exc:  # a NO/BAD: the session goes on
                         fail(op, exc)
                     done += 1
             except (TimeoutError, OSError, ImapError, asyncio.IncompleteReadError) as exc:
-                fail("SESSION", exc)
+                # A re-login cut short by the window's end is the deadline, not an error.
+                if time.monotonic() < end:
+                    fail("SESSION", exc)
+                    await asyncio.sleep(0.1)
             finally:
-                await c.logout()
+                if c is not None:
+                    await c.logout()
+                c = None
 
-    async def idler() -> None:
+    async def idle_probe() -> None:
+        """IDLE wake-up latency, measured exactly: one connection IDLEs on a mailbox that only
+        the probe's other connection APPENDs to, one message at a time."""
+        watcher = notifier = None
         try:
-            c = await ImapClient.connect("127.0.0.1", a.port)
-            await c.login(a.user, a.password)
-            await c.select("INBOX")
-            tag = await c.idle_start()
-        except (TimeoutError, OSError, ImapError) as exc:
-            fail("IDLE", exc)
-            return
-        try:
-            while time.monotonic() < end:
-                before = c.exists
-                try:
-                    line = await asyncio.wait_for(c.idle_wait(), end - time.monotonic())
-                except TimeoutError:
-                    break
-                now = time.monotonic()
-                if line.endswith(b"EXISTS\r\n"):
-                    for _ in range(max(0, c.exists - before)):
-                        if pending:
-                            lat["IDLE wake-up"].append((now - pending.popleft()) * 1000)
-            await asyncio.wait_for(c.idle_done(tag), 10)
+            notifier = await ImapClient.connect("127.0.0.1", a.port)
+            await notifier.login(a.user, a.password)
+            try:
+                await notifier.command(f'CREATE "{probe_mailbox}"')
+            except ImapError:
+                pass  # already there from an earlier round
+            watcher = await ImapClient.connect("127.0.0.1", a.port)
+            await watcher.login(a.user, a.password)
+            await watcher.select(probe_mailbox)
+            tag = await watcher.idle_start()
+            while time.monotonic() < end - 1:
+                before = watcher.exists
+                sent = time.monotonic()
+                append = asyncio.create_task(notifier.append(a.appends[0], mailbox=probe_mailbox))
+                woke = False
+                while time.monotonic() < sent + 10:
+                    try:
+                        await asyncio.wait_for(watcher.idle_wait(), sent + 10 - time.monotonic())
+                    except TimeoutError:
+                        break
+                    if watcher.exists > before:
+                        lat["IDLE wake-up"].append((time.monotonic() - sent) * 1000)
+                        woke = True
+                        break
+                await append
+                if not woke:
+                    fail("IDLE wake-up", TimeoutError("no EXISTS within 10 s of an APPEND"))
+                await asyncio.sleep(0.2)  # a steady trickle, not part of the load
+            await asyncio.wait_for(watcher.idle_done(tag), 10)
         except (TimeoutError, OSError, ImapError, asyncio.IncompleteReadError) as exc:
-            fail("IDLE", exc)
+            fail("IDLE wake-up", exc)
         finally:
-            await c.logout()
+            for conn in (watcher, notifier):
+                if conn is not None:
+                    await conn.logout()
 
     cpu0 = time.process_time()
-    await asyncio.gather(idler(), *(client(i) for i in range(a.clients)))
+    await asyncio.gather(idle_probe(), *(client(i) for i in range(a.clients)))
     res.cpu = time.process_time() - cpu0
     res.wall = time.monotonic() - t_start
+    res.ops = sum(len(v) for k, v in lat.items() if k not in ("IDLE wake-up",)) - res.warmup
     res.latencies = dict(lat)
     res.errors = dict(errors)
     return res
 
 
-def _run_worker(a: WorkerArgs) -> WorkerResult:
-    return asyncio.run(_worker(a))
+def _run_worker(a: WorkerArgs, window_open: Any, results: Any) -> None:
+    results.put(asyncio.run(_worker(a, window_open)))
 
 
 @dataclass
@@ -221,10 +265,28 @@ def run_round(
     ]
     # fork: the parent has no event loop running here, and forking skips re-imports.
     ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    opened = [ctx.Event() for _ in args]
+    workers = [
+        ctx.Process(target=_run_worker, args=(a, ev, queue), daemon=True)
+        for a, ev in zip(args, opened, strict=True)
+    ]
+    for w in workers:
+        w.start()
+    # Server CPU is sampled from the moment every window is open (warm-up logins excluded).
+    for ev in opened:
+        ev.wait(timeout=60)
     cpu0 = server_cpu()
-    with ctx.Pool(len(args)) as pool:
-        results = pool.map_async(_run_worker, args).get(timeout=seconds + 90)
-    server_cpu_s = server_cpu() - cpu0
+    results: list[WorkerResult] = []
+    try:
+        for _ in workers:
+            results.append(queue.get(timeout=seconds + 90))
+    finally:
+        server_cpu_s = server_cpu() - cpu0
+        for w in workers:
+            w.join(timeout=5)
+            if w.is_alive():
+                w.kill()
     merged: dict[str, list[float]] = collections.defaultdict(list)
     errors: dict[str, int] = collections.defaultdict(int)
     for r in results:
@@ -232,8 +294,7 @@ def run_round(
             merged[op].extend(vals)
         for op, n in r.errors.items():
             errors[op] += n
-    wall = max(r.wall for r in results)
-    mixed_ops = sum(len(v) for k, v in merged.items() if k != "IDLE wake-up")
+    mixed_ops = sum(r.ops for r in results)
     per_command = {}
     for op, vals in sorted(merged.items()):
         vals.sort()
@@ -244,7 +305,8 @@ def run_round(
             "p99": percentile(vals, 99),
         }
     return ImapRound(
-        ops_per_s=mixed_ops / wall if wall else 0.0,
+        # Each process timed its own window (they open when its clients have logged in).
+        ops_per_s=sum(r.ops / r.wall for r in results if r.wall),
         per_command=per_command,
         generator_cpu=[r.cpu / r.wall if r.wall else 0.0 for r in results],
         server_cpu_ms_per_op=server_cpu_s * 1000 / mixed_ops if mixed_ops else float("nan"),
