@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(total, 1),
         "workload_seconds": timings,
     }
+    only = () if workloads == WORKLOADS else workloads
     name = report.stem(
-        started.strftime("%Y-%m-%d"), machine["versions"]["postar_commit"], plan.name
+        started.strftime("%Y-%m-%d-%H%M"), machine["versions"]["postar_commit"], plan.name, only
     )
     pngs = report.charts(args.out, name, rows)
     md = report.markdown(rows, machine_line, header, ctx.notes, [str(p) for p in pngs])
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "details": ctx.details,
         "notes": ctx.notes,
     }
-    json_path, md_path = report.write(args.out, name, payload, md)
+    json_path, md_path = report.write(args.out, name, payload, md, latest=not only)
     print()
     print(f"Machine: {machine_line}")
     print()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,14 @@ from typing import Any
 from bench.stats import Row, markdown_table
 
 
-def stem(date: str, commit: str, plan: str) -> str:
-    return f"{date}-{commit}" + ("" if plan == "full" else f"-{plan}")
+def stem(when: str, commit: str, plan: str, only: tuple[str, ...] = ()) -> str:
+    """'2026-11-27-1405-0a1b2c3[-quick][-only-smtp-pop3]': sorts by time, names the code."""
+    name = f"{when}-{commit}"
+    if plan != "full":
+        name += f"-{plan}"
+    if only:
+        name += "-only-" + "-".join(only)
+    return name
 
 
 def markdown(
@@ -48,7 +53,9 @@ def markdown(
     return "\n".join(out)
 
 
-def write(out_dir: Path, name: str, payload: dict[str, Any], md: str) -> tuple[Path, Path]:
+def write(
+    out_dir: Path, name: str, payload: dict[str, Any], md: str, latest: bool = True
+) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{name}.json"
     md_path = out_dir / f"{name}.md"
@@ -56,8 +63,14 @@ def write(out_dir: Path, name: str, payload: dict[str, Any], md: str) -> tuple[P
     tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
     tmp.replace(json_path)
     md_path.write_text(md + "\n")
-    shutil.copyfile(md_path, out_dir / "LATEST.md")
+    if latest:  # only a run of every workload stands for "the latest figures"
+        (out_dir / "LATEST.md").write_text(_relink(md, name) + "\n")
     return json_path, md_path
+
+
+def _relink(md: str, name: str) -> str:
+    # LATEST.md sits beside the charts too, so links stay valid; say which run it copies.
+    return md.replace("\n", f"\n\nCopied from {name}.md.\n", 1)
 
 
 def _json_default(o: Any) -> Any:
