@@ -10,7 +10,6 @@ import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.smtp.smtp_driver import settings as smtp_settings
 
 from postar.smtp.core import AUTH_LINE_LENGTH, SMTPConnection
 from postar.smtp.data import DotReader
@@ -27,6 +26,7 @@ from postar.smtp.events import (
 )
 from postar.smtp.replies import Reply
 from postar.smtp.state import Phase
+from tests.unit.smtp.smtp_driver import settings as smtp_settings
 
 COMMANDS = [
     b"EHLO client.example.org",

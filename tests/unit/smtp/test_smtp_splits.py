@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 
 import pytest
-from tests.unit.smtp.smtp_driver import PLAIN_OK, Session, merged, run, settings, split_every
 
 from postar.smtp.events import Event, MessageAborted, MessageData
 from postar.smtp.settings import SMTPSettings
+from tests.unit.smtp.smtp_driver import PLAIN_OK, Session, merged, run, settings, split_every
 
 TOKEN = base64.b64encode(PLAIN_OK)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from tests.unit.smtp.smtp_driver import PLAIN_OK, accept_all, content, run, settings
 
 from postar.smtp import replies
 from postar.smtp.address import Mailbox
@@ -38,6 +37,7 @@ from postar.smtp.events import (
 from postar.smtp.params import OriginalRecipient
 from postar.smtp.replies import Reply
 from postar.smtp.settings import SMTPSettings
+from tests.unit.smtp.smtp_driver import PLAIN_OK, accept_all, content, run, settings
 
 EHLO_REPLY = (
     "S: 250-mx.example.net\n"

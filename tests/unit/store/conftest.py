@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.store.store_helpers import BACKENDS, StoreFactory, make_store
 
 from postar.store.interface import Store
 from postar.store.model import Account
+from tests.unit.store.store_helpers import BACKENDS, StoreFactory, make_store
 
 
 @pytest.fixture(params=BACKENDS)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.store.store_helpers import StoreFactory
 
 from postar.store.interface import AlreadyExists, InvalidName, NotFound, Store, StoreError
 from postar.store.model import DEFAULT_FOLDERS, Account, ScramSecrets
+from tests.unit.store.store_helpers import StoreFactory
 
 
 async def test_domains(store: Store) -> None:

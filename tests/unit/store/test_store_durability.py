@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from tests.unit.store.store_helpers import StoreFactory, make_message, make_store
 
 from postar.store.backup import RestoreError, restore
 from postar.store.interface import AlreadyExists, Store
 from postar.store.model import RESYNC_ALL, DeliveryTarget, FlagMode, MailboxChange
+from tests.unit.store.store_helpers import StoreFactory, make_message, make_store
 
 
 async def _setup(store: Store) -> int:

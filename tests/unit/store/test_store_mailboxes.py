@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.store.store_helpers import make_message
 
 from postar.store.interface import (
     AlreadyExists,
@@ -14,6 +13,7 @@ from postar.store.interface import (
     StoreError,
 )
 from postar.store.model import Account, DeliveryTarget, FlagMode
+from tests.unit.store.store_helpers import make_message
 
 
 async def _deliver(store: Store, account: Account, mailbox: str = "INBOX", n: int = 1) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.unit.store.store_helpers import make_message
 
 from postar.mime.parser import parse_message
 from postar.store.interface import (
@@ -16,6 +15,7 @@ from postar.store.interface import (
     Store,
 )
 from postar.store.model import Account, DeliveryTarget, FlagMode, Mailbox, QueuedRecipient
+from tests.unit.store.store_helpers import make_message
 
 
 async def _inbox(store: Store, account: Account) -> Mailbox:

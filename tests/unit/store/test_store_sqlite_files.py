@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.unit.store.store_helpers import make_message
 
 from postar.store.backup import RestoreError, restore
 from postar.store.interface import QuotaExceeded, SchemaTooNew, StoreError
 from postar.store.model import Account, DeliveryTarget, QueuedRecipient
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.schema import SCHEMA_VERSION
+from tests.unit.store.store_helpers import make_message
 
 
 def blob_files(data: Path) -> set[str]:
