@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float:
     was actually observed is easier to reason about than a blend of two)."""
     if not sorted_values:
         return float("nan")
-    rank = max(1, min(len(sorted_values), round(pct / 100 * len(sorted_values) + 0.5)))
+    rank = max(1, min(len(sorted_values), math.ceil(pct / 100 * len(sorted_values))))
     return float(sorted_values[rank - 1])
 
 
