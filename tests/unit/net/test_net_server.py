@@ -604,10 +604,10 @@ async def test_handler_exception_logged_not_sent(
         assert b"secret" not in rest
         writer.close()
         await wait_until(lambda: server.connection_count == 0)
-    errors = [r for r in caplog.records if getattr(r, "event", "") == "handler.error"]
+    errors = [r for r in caplog.records if r.getMessage() == "handler.error"]
     assert len(errors) == 1
     assert errors[0].levelno == logging.ERROR and errors[0].exc_info is not None
-    assert len(getattr(errors[0], "conn_id", "")) == 8
+    assert len(getattr(errors[0], "conn", "")) == 8
 
 
 async def test_bind_failure_binds_nothing(tmp_path: Path) -> None:
