@@ -60,7 +60,7 @@ def first_run(config_path: Path, echo: Callable[[str], object] = print) -> None:
         "smtp": "SMTP (incoming, STARTTLS)",
         "submission": "SMTP submission (STARTTLS, login required)",
         "submissions": "SMTP submission (TLS, login required)",
-        "smtp-alt": "SMTP alternate (STARTTLS)",
+        "smtp-alt": "SMTP alternate (STARTTLS, login required)",
         "pop3": "POP3 (STLS)",
         "pop3s": "POP3 (TLS)",
         "imap": "IMAP (STARTTLS)",
