@@ -412,7 +412,8 @@ class SMTPSession:
             tls=tls,
         )
         tags = b"".join(f"{name}: {value}\r\n".encode() for name, value in verdict.headers)
-        relayed = trace + tags + content
+        prefix = trace + tags
+        size = len(prefix) + len(content)
 
         local: dict[int, DeliveryTarget] = {}
         remote: dict[str, QueuedRecipient] = {}
@@ -436,12 +437,13 @@ class SMTPSession:
         store = self.services.store
         if local:
             accounts = [a for r in tx.recipients if r.resolved for a in r.resolved.accounts]
-            if await self._over_quota(tuple(accounts), len(relayed)):
+            if await self._over_quota(tuple(accounts), size):
                 # All or nothing: one reply answers every recipient after DATA, so a partial
                 # delivery could only be reported by a bounce. The client retries later.
                 return replies.MAILBOX_FULL
             # RFC 5321 4.4: the final delivery adds Return-Path with the reverse-path.
-            final = return_path_header(tx.sender) + relayed
+            # One join builds the stored bytes: content is copied once, not once per header.
+            final = b"".join((return_path_header(tx.sender), prefix, content))
             if len(final) > PARSE_IN_THREAD_ABOVE:
                 parsed = await asyncio.to_thread(parse_message, final)
             else:
@@ -450,11 +452,12 @@ class SMTPSession:
                 await store.deliver(final, parsed, list(local.values()))
             except QuotaExceeded:
                 return replies.MAILBOX_FULL
+            del final
         if remote:
             await store.enqueue(
                 str(tx.sender) if tx.sender else "",
                 list(remote.values()),
-                relayed,
+                prefix + content,
                 ret=tx.params.ret,
                 envid=tx.params.envid,
                 auth_user=self.account.address if self.account else None,
@@ -464,7 +467,7 @@ class SMTPSession:
             extra={
                 "conn": self.conn.conn_id,
                 "id": queue_id,
-                "size": len(relayed),
+                "size": size,
                 "local": len(local),
                 "remote": len(remote),
             },
