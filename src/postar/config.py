@@ -148,8 +148,42 @@ class ProxyProtocolConfig:
 @dataclass(frozen=True)
 class QueueConfig:
     retry_first_seconds: float = 300.0
+    # RFC 5321 4.5.4.1: retries at least 30 minutes apart after the first ones; the delay
+    # doubles from retry_first_seconds up to this cap.
+    retry_max_seconds: float = 3600.0
     delay_warning_seconds: float = 4 * 3600.0
     give_up_seconds: float = 5 * 86400.0
+    max_connections: int = 50  # outbound SMTP connections open at once, all destinations
+    max_per_destination: int = 4  # open connections to one MX host (or smarthost)
+    messages_per_connection: int = 100  # then QUIT and reconnect (connection reuse cap)
+    # Client timeouts, RFC 5321 4.5.3.2: greeting 5 min, MAIL/RCPT 5 min, DATA 2 min,
+    # each data block 3 min, the final dot 10 min. command_timeout covers the greeting,
+    # EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA and data blocks; data_timeout the final dot.
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
+    line_length: int = 8192  # longest reply line accepted from a peer; longer is garbage
+
+
+@dataclass(frozen=True)
+class DNSConfig:
+    # "host" or "host:port" ("[v6]:port"); empty: the system's /etc/resolv.conf.
+    nameservers: tuple[str, ...] = ()
+    timeout: float = 5.0  # seconds for one lookup, all nameservers together
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    # All outbound mail goes through this "host:port" (a subscription SMTP service) when set.
+    smarthost: str = ""
+    username: str = ""  # AUTH PLAIN/LOGIN to the smarthost, when given
+    password: str = ""
+    # The smarthost (and AUTH) only over TLS: STARTTLS required, certificate verified.
+    require_tls: bool = True
+    # Destination port for MX delivery. 25 on the Internet; other values are a test/staging aid.
+    mx_port: int = 25
+    # Per-domain next hops, recipient domain -> "host:port": no MX lookup for that domain.
+    routes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +199,8 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    dns: DNSConfig = field(default_factory=DNSConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
     log_level: str = "info"
     source: Path | None = None  # the file this was read from, if any
 
@@ -186,6 +222,8 @@ _SECTIONS: dict[str, type] = {
     "store": StoreConfig,
     "proxy_protocol": ProxyProtocolConfig,
     "queue": QueueConfig,
+    "dns": DNSConfig,
+    "relay": RelayConfig,
 }
 
 
@@ -199,7 +237,14 @@ def _build_section(name: str, cls: type, raw: Any, base_dir: Path) -> Any:
         if key_py not in fields:
             raise ConfigError(f"[{name}] has no key {key!r}; known: {', '.join(sorted(fields))}")
         default = fields[key_py].default
-        if isinstance(default, tuple):
+        if fields[key_py].default_factory is dict:
+            # A sub-table of strings, e.g. [relay.routes] "example.org" = "host:port".
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ConfigError(f"[{name}.{key}] must be a table of strings")
+            value = dict(value)
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{name}.{key} must be a list of strings")
             value = tuple(value)
