@@ -16,7 +16,7 @@ Invariants every backend keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from postar.mime.structure import ParsedMessage
@@ -278,6 +278,15 @@ class Store(abc.ABC):
     async def list_queue(self) -> list[QueueEntry]: ...
 
     @abc.abstractmethod
+    async def due_queue_entries(self, now: float, limit: int) -> list[QueueEntry]:
+        """At most `limit` entries whose next_attempt is at or before `now`, earliest first
+        (the outbound worker's batch; bounded so a huge queue never sits in memory)."""
+
+    @abc.abstractmethod
+    async def next_queue_attempt(self) -> float | None:
+        """The earliest next_attempt in the queue, None if it is empty."""
+
+    @abc.abstractmethod
     async def get_queue_entry(self, entry_id: int) -> QueueEntry | None: ...
 
     @abc.abstractmethod
@@ -289,7 +298,14 @@ class Store(abc.ABC):
         next_attempt: float,
         attempts: int,
         last_error: str | None,
-    ) -> None: ...
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        """Replace the entry's retry state; `extra` (when given) replaces its extra map."""
+
+    @abc.abstractmethod
+    async def reschedule_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
+        """Set next_attempt of one entry (or all) to `next_attempt` (`postar queue retry|flush`);
+        returns how many entries changed."""
 
     @abc.abstractmethod
     async def remove_queue_entry(self, entry_id: int) -> None: ...

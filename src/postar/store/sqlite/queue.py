@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from postar.store.interface import (
     NotFound,
@@ -78,6 +79,39 @@ class QueueOps(SQLiteBase):
             ]
         )
 
+    async def due_queue_entries(self, now: float, limit: int) -> list[QueueEntry]:
+        # Served by the queue_next index; LIMIT keeps a huge backlog out of memory.
+        return await self._read(
+            lambda conn: [
+                rows.queue_entry(r)
+                for r in conn.execute(
+                    f"SELECT {rows.QUEUE_COLUMNS} FROM queue WHERE next_attempt <= ? "
+                    "ORDER BY next_attempt, id LIMIT ?",
+                    (now, limit),
+                )
+            ]
+        )
+
+    async def next_queue_attempt(self) -> float | None:
+        row = await self._read(
+            lambda conn: conn.execute("SELECT MIN(next_attempt) FROM queue").fetchone()
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def reschedule_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
+        def job(tx: Tx) -> int:
+            if entry_id is None:
+                cur = tx.execute("UPDATE queue SET next_attempt = ?", (next_attempt,))
+            else:
+                cur = tx.execute(
+                    "UPDATE queue SET next_attempt = ? WHERE id = ?", (next_attempt, entry_id)
+                )
+                if cur.rowcount == 0:
+                    raise NotFound(f"no queue entry {entry_id}")
+            return int(cur.rowcount)
+
+        return await self._write(job)
+
     async def get_queue_entry(self, entry_id: int) -> QueueEntry | None:
         row = await self._read(
             lambda conn: conn.execute(
@@ -94,13 +128,15 @@ class QueueOps(SQLiteBase):
         next_attempt: float,
         attempts: int,
         last_error: str | None,
+        extra: Mapping[str, str] | None = None,
     ) -> None:
         def job(tx: Tx) -> None:
-            cur = tx.execute(
-                "UPDATE queue SET recipients = ?, next_attempt = ?, attempts = ?, last_error = ? "
-                "WHERE id = ?",
-                (rows.recipients_json(recipients), next_attempt, attempts, last_error, entry_id),
-            )
+            values = [rows.recipients_json(recipients), next_attempt, attempts, last_error]
+            sets = "recipients = ?, next_attempt = ?, attempts = ?, last_error = ?"
+            if extra is not None:
+                sets += ", extra = ?"
+                values.append(json.dumps(dict(extra), sort_keys=True))
+            cur = tx.execute(f"UPDATE queue SET {sets} WHERE id = ?", (*values, entry_id))
             if cur.rowcount == 0:
                 raise NotFound(f"no queue entry {entry_id}")
 

@@ -1,0 +1,61 @@
+"""The outbound worker's queue API: due batches, rescheduling, the extra map."""
+
+from __future__ import annotations
+
+import pytest
+
+from postar.store.interface import NotFound, Store
+from postar.store.model import QueuedRecipient
+
+RAW = b"Subject: q\r\n\r\nbody\r\n"
+
+
+async def test_due_entries_in_order_and_bounded(store: Store) -> None:
+    entries = [
+        await store.enqueue("a@example.org", [QueuedRecipient(f"r{i}@remote.test")], RAW)
+        for i in range(5)
+    ]
+    assert await store.next_queue_attempt() == entries[0].next_attempt
+    now = entries[-1].next_attempt
+    for i, e in enumerate(entries):
+        await store.update_queue_entry(
+            e.id,
+            recipients=e.recipients,
+            next_attempt=now + 100 - i,
+            attempts=1,
+            last_error=None,
+        )
+    assert await store.due_queue_entries(now + 10, 10) == []
+    due = await store.due_queue_entries(now + 100, 2)
+    # the latest-scheduled entry is the first one created (next_attempt now + 100 - 0)
+    assert [e.id for e in due] == [entries[4].id, entries[3].id]
+    assert await store.next_queue_attempt() == now + 96
+
+
+async def test_reschedule_one_and_all(store: Store) -> None:
+    a = await store.enqueue("a@example.org", [QueuedRecipient("x@remote.test")], RAW)
+    b = await store.enqueue("a@example.org", [QueuedRecipient("y@remote.test")], RAW)
+    assert await store.reschedule_queue(5000.0, a.id) == 1
+    got = await store.get_queue_entry(a.id)
+    assert got is not None and got.next_attempt == 5000.0
+    assert await store.reschedule_queue(7.0) == 2
+    assert {e.next_attempt for e in await store.list_queue()} == {7.0}
+    with pytest.raises(NotFound):
+        await store.reschedule_queue(1.0, b.id + 100)
+
+
+async def test_extra_replaced_only_when_given(store: Store) -> None:
+    e = await store.enqueue("a@example.org", [QueuedRecipient("x@remote.test")], RAW)
+    await store.update_queue_entry(
+        e.id,
+        recipients=e.recipients,
+        next_attempt=1.0,
+        attempts=1,
+        last_error="421",
+        extra={"delay_warned": "1"},
+    )
+    await store.update_queue_entry(
+        e.id, recipients=e.recipients, next_attempt=2.0, attempts=2, last_error="421"
+    )
+    got = await store.get_queue_entry(e.id)
+    assert got is not None and got.extra == {"delay_warned": "1"} and got.attempts == 2
