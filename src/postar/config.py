@@ -180,6 +180,8 @@ class RelayConfig:
     password: str = ""
     # The smarthost (and AUTH) only over TLS: STARTTLS required, certificate verified.
     require_tls: bool = True
+    # PEM CA bundle to verify the smarthost's certificate with (a private CA); default: system's.
+    ca_file: Path | None = None
     # Destination port for MX delivery. 25 on the Internet; other values are a test/staging aid.
     mx_port: int = 25
     # Per-domain next hops, recipient domain -> "host:port": no MX lookup for that domain.
