@@ -1,0 +1,59 @@
+"""What the server advertises in CAPABILITY, per connection state (RFC 9051 7.2.2).
+
+Only extensions whose behaviour is implemented and tested are listed; ENABLE accepts only the
+names listed in ENABLEABLE.
+"""
+
+from __future__ import annotations
+
+# IMAP4rev2 folds in NAMESPACE, UNSELECT, UIDPLUS, ESEARCH, SEARCHRES, ENABLE, IDLE, SASL-IR,
+# LIST-EXTENDED, LIST-STATUS, MOVE, LITERAL-, BINARY, SPECIAL-USE, STATUS=SIZE (RFC 9051
+# appendix E); we advertise them by name too, for rev1 clients.
+_COMMON = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE")
+
+_AUTHENTICATED = (
+    "IDLE",
+    "NAMESPACE",
+    "UIDPLUS",
+    "MOVE",
+    "UNSELECT",
+    "CHILDREN",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
+    "CONDSTORE",
+    "QRESYNC",
+    "ESEARCH",
+    "SEARCHRES",
+    "STATUS=SIZE",
+    "BINARY",
+    "MULTIAPPEND",
+    "UTF8=ACCEPT",
+    "WITHIN",
+)
+
+# RFC 5161: the capabilities a client may ENABLE.
+ENABLEABLE = frozenset({"IMAP4REV2", "CONDSTORE", "QRESYNC", "UTF8=ACCEPT"})
+
+
+def capabilities(
+    *,
+    authenticated: bool,
+    can_start_tls: bool,
+    plaintext_allowed: bool,
+    mechanisms: list[str],
+    append_limit: int,
+) -> tuple[str, ...]:
+    caps: list[str] = list(_COMMON)
+    if authenticated:
+        caps.extend(_AUTHENTICATED)
+        caps.append(f"APPENDLIMIT={append_limit}")
+        return tuple(caps)
+    if can_start_tls:
+        caps.append("STARTTLS")
+    if not plaintext_allowed:
+        # RFC 9051 6.2.3: LOGIN is refused until TLS is active.
+        caps.append("LOGINDISABLED")
+    caps.extend(f"AUTH={m}" for m in mechanisms)
+    return tuple(caps)

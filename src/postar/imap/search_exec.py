@@ -1,0 +1,198 @@
+"""SEARCH (RFC 9051 6.4.4, RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 7162 MODSEQ, RFC 5032
+WITHIN, RFC 8474 EMAILID/THREADID).
+
+TEXT and BODY go to the store's full-text index (store.search_text), once per distinct
+string; nothing scans bodies. Header keys (FROM, TO, CC, BCC, SUBJECT, HEADER) read the
+message's header block with one ranged read (headers are small) and compare decoded values
+case-insensitively. Sent-date keys use the Date header; BEFORE/ON/SINCE the INTERNALDATE,
+both disregarding time and timezone as RFC 9051 asks.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+from postar.imap import commands as c
+from postar.imap import search as k
+from postar.imap.response import ESearchData, SearchData, Tagged
+from postar.imap.response import Status as S
+from postar.imap.sequence import SequenceSet
+from postar.mime.headers import decode_words, split_fields
+from postar.store.model import MessageRecord
+
+if TYPE_CHECKING:
+    from postar.imap.mailbox_view import MailboxView
+    from postar.imap.session import ImapSession
+
+
+def _walk(key: k.SearchKey) -> list[k.SearchKey]:
+    out: list[k.SearchKey] = [key]
+    if isinstance(key, k.Not):
+        out += _walk(key.key)
+    elif isinstance(key, k.Or):
+        out += _walk(key.left) + _walk(key.right)
+    elif isinstance(key, k.And):
+        for sub in key.keys:
+            out += _walk(sub)
+    return out
+
+
+def _on(op: k.DateOp, day: date, target: date) -> bool:
+    if op is k.DateOp.BEFORE:
+        return day < target
+    if op is k.DateOp.ON:
+        return day == target
+    return day >= target  # SINCE: "within or later than the specified date"
+
+
+class _Evaluator:
+    def __init__(self, session: ImapSession, view: MailboxView) -> None:
+        self.session = session
+        self.view = view
+        self.text_hits: dict[tuple[str, bool], set[int]] = {}
+        self.headers: dict[int, list[tuple[str, str]]] = {}
+        self.now = time.time()
+        self.saved = set(session.saved_search or [])
+
+    async def prepare(self, key: k.SearchKey, records: dict[int, MessageRecord]) -> None:
+        """Ask the index for every TEXT/BODY string, and read header blocks if needed."""
+        needs_headers = False
+        for node in _walk(key):
+            if isinstance(node, k.Text):
+                where = "body" if node.body_only else "text"
+                hits = await self.session.store.search_text(self.view.id, node.value, where)
+                self.text_hits[(node.value, node.body_only)] = hits
+            elif isinstance(node, k.EnvelopeContains | k.Header) or (
+                isinstance(node, k.DateCompare) and node.field is k.DateField.SENT
+            ):
+                needs_headers = True
+        if needs_headers:
+            for uid, record in records.items():
+                parsed = await self.session.parsed(record.blob_id)
+                block = await self.session.store.read_blob(
+                    record.blob_id, 0, parsed.root.body_start
+                )
+                self.headers[uid] = split_fields(block)
+
+    def _field_values(self, uid: int, name: str) -> list[str]:
+        name = name.lower()
+        return [decode_words(v) for n, v in self.headers.get(uid, []) if n.lower() == name]
+
+    def match(self, key: k.SearchKey, seq: int, uid: int, record: MessageRecord) -> bool:
+        flags = self.view.flags.get(uid, record.flags)
+        if isinstance(key, k.All):
+            return True
+        if isinstance(key, k.And):
+            return all(self.match(sub, seq, uid, record) for sub in key.keys)
+        if isinstance(key, k.Or):
+            return self.match(key.left, seq, uid, record) or self.match(key.right, seq, uid, record)
+        if isinstance(key, k.Not):
+            return not self.match(key.key, seq, uid, record)
+        if isinstance(key, k.Flag):
+            has = key.flag.lower() in {f.lower() for f in flags}
+            return has == key.present
+        if isinstance(key, k.Recent):
+            return not key.present  # \Recent is not kept: nothing is recent, all is old
+        if isinstance(key, k.Numbers):
+            if key.set.saved:
+                return uid in self.saved
+            if key.uid:
+                top = self.view.uids[-1] if self.view.uids else 0
+                return uid in key.set.resolve(top)
+            return seq in key.set.resolve(self.view.exists)
+        if isinstance(key, k.Size):
+            return record.size > key.octets if key.larger else record.size < key.octets
+        if isinstance(key, k.Age):
+            age = self.now - record.internal_date
+            return age >= key.seconds if key.older else age <= key.seconds
+        if isinstance(key, k.ModSeq):
+            return max(record.modseq, self.view.modseqs.get(uid, 0)) >= key.modseq
+        if isinstance(key, k.ObjectId):
+            value = record.email_id if key.kind == "EMAILID" else record.thread_id
+            return value == key.value
+        if isinstance(key, k.Text):
+            return uid in self.text_hits[(key.value, key.body_only)]
+        if isinstance(key, k.EnvelopeContains):
+            needle = key.value.casefold()
+            return any(needle in v.casefold() for v in self._field_values(uid, key.field.value))
+        if isinstance(key, k.Header):
+            values = self._field_values(uid, key.name)
+            needle = key.value.casefold()
+            return any(needle in v.casefold() for v in values)
+        if isinstance(key, k.DateCompare):
+            if key.field is k.DateField.INTERNAL:
+                day = datetime.fromtimestamp(record.internal_date, UTC).date()
+            else:
+                values = self._field_values(uid, "Date")
+                if not values:
+                    return False
+                try:
+                    day = parsedate_to_datetime(values[0]).date()
+                except (TypeError, ValueError, IndexError):
+                    return False
+            return _on(key.op, day, key.date)
+        raise TypeError(f"unknown search key {key!r}")
+
+
+def _uses_modseq(key: k.SearchKey) -> bool:
+    return any(isinstance(n, k.ModSeq) for n in _walk(key))
+
+
+async def run_search(session: ImapSession, criteria: k.SearchKey) -> list[tuple[int, int]]:
+    """The (seq, uid) pairs of live messages matching `criteria`, ascending."""
+    view = session.selected()
+    all_records = {r.uid: r for r in await session.store.list_messages(view.id)}
+    records = {u: all_records[u] for u in view.uids if view.live(u) and u in all_records}
+    evaluator = _Evaluator(session, view)
+    await evaluator.prepare(criteria, records)
+    hits: list[tuple[int, int]] = []
+    for seq, uid in enumerate(view.uids, start=1):
+        record = records.get(uid)
+        if record is not None and evaluator.match(criteria, seq, uid, record):
+            hits.append((seq, uid))
+    return hits
+
+
+async def search(session: ImapSession, command: c.Search) -> Tagged:
+    view = session.selected()
+    modseq_used = _uses_modseq(command.criteria)
+    if modseq_used:
+        session.condstore = True  # RFC 7162 3.1
+    hits = await run_search(session, command.criteria)
+    numbers = [u if command.uid else s for s, u in hits]
+    modseq = None
+    if modseq_used and hits:
+        # RFC 7162 3.1.5: the highest MODSEQ of the messages found.
+        modseq = max(view.modseqs.get(u, 0) for _, u in hits)
+    returns = command.returns
+    if returns is None and session.rev2:
+        returns = (k.SearchReturn.ALL,)  # RFC 9051 6.4.4: IMAP4rev2 answers with ESEARCH
+    if returns is None:
+        await session.send(SearchData(numbers, modseq))
+        return Tagged(command.tag, S.OK, "SEARCH completed")
+    opts = set(returns)
+    if k.SearchReturn.SAVE in opts:
+        # RFC 5182 2.1: the saved result is kept as messages (UIDs), whatever the form.
+        session.saved_search = [u for _, u in hits]
+        opts.discard(k.SearchReturn.SAVE)
+        if not opts:
+            return Tagged(command.tag, S.OK, "SEARCH completed, result saved")
+    await session.send(
+        ESearchData(
+            command.tag,
+            command.uid,
+            min=min(numbers) if numbers and k.SearchReturn.MIN in opts else None,
+            max=max(numbers) if numbers and k.SearchReturn.MAX in opts else None,
+            all=(
+                SequenceSet.from_numbers(numbers)
+                if numbers and k.SearchReturn.ALL in opts
+                else None
+            ),
+            count=len(numbers) if k.SearchReturn.COUNT in opts else None,
+            modseq=modseq,
+        )
+    )
+    return Tagged(command.tag, S.OK, "SEARCH completed")
