@@ -55,7 +55,8 @@ def _run_with_store(ctx: Context, fn: Callable[[Store], Awaitable[T]]) -> T:
     config = ctx.config()
 
     async def main() -> T:
-        store = open_store_backend(config)
+        # The documented contract: management commands work while `postar serve` runs.
+        store = open_store_backend(config, beside_owner=True)
         await store.open()
         try:
             return await fn(store)

@@ -322,8 +322,9 @@ class Store(abc.ABC):
         """A consistent copy of everything into dest while the server runs."""
 
 
-def open_store_backend(config: object) -> Store:
-    """The backend named by config.store.backend."""
+def open_store_backend(config: object, *, beside_owner: bool = False) -> Store:
+    """The backend named by config.store.backend. beside_owner: may open while a running
+    server holds the data directory (management commands)."""
     from postar.config import Config
 
     assert isinstance(config, Config)
@@ -335,5 +336,6 @@ def open_store_backend(config: object) -> Store:
             fsync=config.store.fsync,
             group_commit_window=config.store.group_commit_window,
             default_quota=config.store.default_quota,
+            beside_owner=beside_owner,
         )
     raise StoreError(f"unknown store backend {config.store.backend!r}")

@@ -14,7 +14,10 @@ Theory of operation:
 - Lock order: BlobFiles._lock is the only lock, never held while waiting on SQLite.
 - One process per data directory: open() takes an exclusive flock on data_dir/postar.lock
   (released by the kernel if the process dies), since a second process would sweep the first
-  one's in-flight blob files as orphans.
+  one's in-flight blob files as orphans. A store opened with beside_owner=True (the management
+  commands) may open while another process holds the lock: it then neither sweeps nor unlinks
+  blob files (the owner may have pinned or be writing them); what it leaves unreferenced is an
+  orphan the owner's next open() sweeps. SQLite itself arbitrates the two processes' writes.
 """
 
 from __future__ import annotations
@@ -80,8 +83,11 @@ class SQLiteBase(Store):
         group_commit_window: float = 0.002,
         default_quota: int = 0,
         readers: int = 4,
+        beside_owner: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.beside_owner = beside_owner
+        self._guest = False  # opened while another process held the data dir
         self.db_path = self.data_dir / DB_NAME
         self.fsync = fsync
         self.group_commit_window = group_commit_window
@@ -143,17 +149,23 @@ class SQLiteBase(Store):
             self._unlock_data_dir()
             raise
         self._blobs.root.mkdir(exist_ok=True)
+        if self._guest:
+            return  # the owner's in-flight files look like orphans from here
         self.orphans_removed = self._blobs.sweep(referenced)
         if self.orphans_removed:
             log.info("store orphan blobs removed", extra={"count": self.orphans_removed})
 
     def _lock_data_dir(self) -> None:
+        self._guest = False
         fd = os.open(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StoreError(f"{self.data_dir} is in use by another process") from None
+            if not self.beside_owner:
+                raise StoreError(f"{self.data_dir} is in use by another process") from None
+            self._guest = True
+            return
         self._lock_fd = fd
 
     def _unlock_data_dir(self) -> None:
@@ -237,7 +249,8 @@ class SQLiteBase(Store):
                         tuple(part),
                     )
                 )
-            self._blobs.free(unique, still)
+            if not self._guest:
+                self._blobs.free(unique, still)
         if changes and self._loop is not None:
             try:
                 self._loop.call_soon_threadsafe(self._feed.publish, changes)
