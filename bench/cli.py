@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for wl in workloads:
             t = time.monotonic()
-            log(f"=== {wl} ===")
+            ctx.budget_end = t + plan.budget.get(wl, float("inf"))
+            log(f"=== {wl} (budget {plan.budget.get(wl, 0):.0f} s) ===")
             try:
                 RUNNERS[wl](ctx)
             except Exception as exc:

@@ -61,6 +61,23 @@ class Context:
     notes: list[str] = field(default_factory=list)
     live: list[Target] = field(default_factory=list)
     failed: set[int] = field(default_factory=set)  # id() of targets dropped mid-workload
+    budget_end: float = float("inf")  # time.monotonic() at which the current workload is over
+
+    def remaining(self) -> float:
+        return self.budget_end - time.monotonic()
+
+    def bounded(self, seconds: float, share: int = 1) -> float:
+        """A deadline of at most `seconds`, and at most 1/share of the budget left."""
+        return max(1.0, min(seconds, self.remaining() / max(1, share)))
+
+    def more_rounds(self, workload: str, rnd: int, need: float) -> bool:
+        """Whether round `rnd` (0-based) still fits; if not, say so once."""
+        if rnd == 0 or self.remaining() >= need:
+            return True
+        self.notes.append(
+            f"{workload}: rounds {rnd + 1}+ skipped, the workload's time budget was spent"
+        )
+        return False
 
     def ok(self, targets: list[Target]) -> list[Target]:
         return [t for t in targets if id(t) not in self.failed]
@@ -165,14 +182,21 @@ def run_smtp(ctx: Context) -> None:
         counters = {}
         for t in targets:
             counters[t.name] = ctx.guard("smtp", t, lambda t=t: smtp_load.Counter(t))
+        per_round = len(plan.smtp_cases) * max(1, len(targets))
         for rnd in range(plan.rounds):
+            if not ctx.more_rounds("smtp", rnd, 10.0 * per_round):
+                break
             for case in plan.smtp_cases:
                 for t in ctx.ok(targets):
                     r = ctx.guard(
                         "smtp",
                         t,
                         lambda t=t, case=case: smtp_load.run_case(
-                            t, case, files[case.size], plan.smtp_deadline, counters[t.name]
+                            t,
+                            case,
+                            files[case.size],
+                            ctx.bounded(plan.smtp_deadline),
+                            counters[t.name],
                         ),
                     )
                     if r is None:
@@ -222,7 +246,9 @@ def run_imap(ctx: Context) -> None:
     try:
         for t in targets:
             for u in users:
-                got = ctx.guard("imap", t, lambda t=t, u=u: seed(t, u, mailbox, seconds=120))
+                got = ctx.guard(
+                    "imap", t, lambda t=t, u=u: seed(t, u, mailbox, seconds=ctx.bounded(120, 4))
+                )
                 if got is None:
                     break
                 n, secs = got
@@ -230,6 +256,8 @@ def run_imap(ctx: Context) -> None:
                 if n < len(mailbox):
                     ctx.notes.append(f"imap: {t.name} took only {n}/{len(mailbox)} seed messages")
         for rnd in range(plan.rounds):
+            if not ctx.more_rounds("imap", rnd, (plan.imap_seconds + 15) * len(targets)):
+                break
             for t in ctx.ok(targets):
                 r = ctx.guard(
                     "imap",
@@ -290,7 +318,9 @@ def run_pop3(ctx: Context) -> None:
     )
     try:
         for t in targets:
-            got = ctx.guard("pop3", t, lambda t=t: seed(t, USERS[0], mailbox, seconds=180))
+            got = ctx.guard(
+                "pop3", t, lambda t=t: seed(t, USERS[0], mailbox, seconds=ctx.bounded(180, 2))
+            )
             if got is None:
                 continue
             n, secs = got
@@ -299,6 +329,8 @@ def run_pop3(ctx: Context) -> None:
                 ctx.notes.append(f"pop3: {t.name} took only {n}/{len(mailbox)} messages")
         # One download is short (well under a second): more rounds for a steadier median.
         for rnd in range(plan.rounds + 2):
+            if not ctx.more_rounds("pop3", rnd, 5.0 * len(targets)):
+                break
             for t in ctx.ok(targets):
                 r = ctx.guard(
                     "pop3",
@@ -334,15 +366,20 @@ def run_memory(ctx: Context) -> None:
     }
     # One target at a time: thousands of Dovecot processes beside a loaded Postar would
     # measure each other's memory pressure.
-    for name, make in factories.items():
-        targets = ctx.start("memory", {name: make})
+    chosen = [n for n in factories if n in ctx.targets]
+    for i, name in enumerate(chosen):
+        share = len(chosen) - i  # targets still to measure split what is left of the budget
+        targets = ctx.start("memory", {name: factories[name]})
         try:
             for t in targets:
                 steps = ctx.guard(
                     "memory",
                     t,
-                    lambda t=t: memory_load.run(
-                        t, USERS[2:], plan.memory_steps, plan.memory_deadline
+                    lambda t=t, share=share: memory_load.run(
+                        t,
+                        USERS[2:],
+                        plan.memory_steps,
+                        ctx.bounded(plan.memory_deadline, share * len(plan.memory_steps)),
                     ),
                 )
                 for s in steps or []:
@@ -409,7 +446,8 @@ def run_large(ctx: Context) -> None:
     # Postar first: if its APPEND load falls short of the count by the deadline, Dovecot gets
     # the same number of messages, so both answer over the same mailbox size.
     order = [n for n in ("postar", "dovecot") if n in ctx.targets]
-    for name in order:
+    for i, name in enumerate(order):
+        share = len(order) - i
         count = min([want, *loaded.values()])
         msgs = [small[i % len(small)].data for i in range(count)]
         make: Callable[[], Target] = (
@@ -422,8 +460,12 @@ def run_large(ctx: Context) -> None:
                 got = ctx.guard(
                     "large",
                     t,
-                    lambda t=t, msgs=msgs: seed(
-                        t, USERS[1], msgs, seconds=plan.large_load_deadline, connections=4
+                    lambda t=t, msgs=msgs, share=share: seed(
+                        t,
+                        USERS[1],
+                        msgs,
+                        seconds=ctx.bounded(plan.large_load_deadline, share) * 0.7,
+                        connections=4,
                     ),
                 )
                 if got is None:
@@ -444,8 +486,11 @@ def run_large(ctx: Context) -> None:
                 r = ctx.guard(
                     "large",
                     t,
-                    lambda t=t: large_load.run(
-                        t.ports["imap"], USERS[1], plan.rounds, plan.large_deadline
+                    lambda t=t, share=share: large_load.run(
+                        t.ports["imap"],
+                        USERS[1],
+                        plan.rounds,
+                        ctx.bounded(plan.large_deadline, share * (1 + 2 * plan.rounds)),
                     ),
                 )
                 if r is None:

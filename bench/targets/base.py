@@ -17,7 +17,7 @@ PASSWORD = "bench-Pass-1"
 # The same accounts on every server. user1 takes SMTP and POP3, user2 the large mailbox,
 # the rest the concurrent IMAP clients (one account per load process, so IDLE wake-ups
 # in one process are caused by that process's own APPENDs).
-USERS = [f"user{i}@{DOMAIN}" for i in range(1, 11)]
+USERS = [f"user{i}@{DOMAIN}" for i in range(1, 7)]
 # Dovecot and Postfix deliver as this uid/gid (nobody/nogroup): the bench creates no
 # system users; the files live only in the temporary directory.
 MAIL_UID = 65534
