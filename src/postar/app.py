@@ -96,12 +96,19 @@ async def serve_forever(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The outbound worker reads the store's queue (mail accepted before a crash included);
+    # it is stopped before the store closes so its last results are committed.
+    from postar.queue.worker import OutboundWorker
+
+    outbound = OutboundWorker(services.store, config)
+    outbound.start()
     log.info("postar started", extra={"hostname": config.hostname, "data_dir": config.data_dir})
     try:
         await stop.wait()
         log.info("stopping")
         await server.stop(grace=SHUTDOWN_GRACE)
     finally:
+        await outbound.stop(grace=SHUTDOWN_GRACE)
         await services.store.close()
     log.info("stopped")
     return 0

@@ -1,0 +1,583 @@
+"""The outbound worker: takes due queue entries from the store and relays them.
+
+Theory of operation:
+- The queue is the store's table; an entry leaves it only after every recipient has a final
+  result (delivered, or failed and reported). A crash between a remote 250 and our update
+  means one duplicate delivery at the next start, never a loss (RFC 5321 6.1 prefers a
+  duplicate to a loss).
+- One task per entry in flight, at most `max_in_flight` at once; the store hands out bounded
+  batches (due_queue_entries), so a backlog of any size costs constant memory.
+- Recipients of an entry are grouped by next hop: a [relay.routes] entry for the domain, else
+  the smarthost, else the domain's MX hosts (mx.py). Each hop has a semaphore of
+  `max_per_destination` connections, all hops together `max_connections`.
+- Connection reuse: after a transaction a connection waits up to REUSE_IDLE seconds in a
+  per-hop pool for the next message to the same hop (up to messages_per_connection).
+- A hop that could not be reached is "dead" for a short while (Postfix's dead-destination
+  cache): entries for it are deferred without connecting, so 10,000 messages to a dead host
+  take no connection slots from other destinations.
+- Retries (RFC 5321 4.5.4.1): 4xx and connection failures retry after retry_first_seconds,
+  doubling up to retry_max_seconds; a delay DSN after delay_warning_seconds, a failure DSN
+  after give_up_seconds (RFC 3464, dsn.py). 5xx fails the recipient at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from postar.auth.directory import Directory
+from postar.config import Config
+from postar.mime.parser import parse_message
+from postar.queue.client import (
+    Envelope,
+    SMTPClient,
+    SMTPConnectionError,
+    SMTPReply,
+    TransactionResult,
+    unverified_tls_context,
+)
+from postar.queue.dkim import Signer
+from postar.queue.dsn import RecipientStatus, build_dsn, wants_notice
+from postar.queue.mx import DNSError, DNSPythonResolver, Resolver, address_literal, mx_hosts
+from postar.store.interface import NotFound, QuotaExceeded, Store
+from postar.store.model import DeliveryTarget, QueuedRecipient, QueueEntry
+
+log = logging.getLogger("postar.queue")
+
+POLL_SECONDS = 1.0  # how often the store is asked for due entries (enqueue does not wake us)
+REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
+DEAD_HOP_SECONDS = 60.0  # a hop nobody could reach is not tried again for this long
+
+
+@dataclass(frozen=True)
+class Hop:
+    """Where a group of recipients goes next."""
+
+    key: str  # pool/concurrency key: "mx:domain", "route:host:port", "smarthost"
+    domain: str | None = None  # MX lookup of this domain
+    host: str | None = None  # fixed host (route, smarthost)
+    port: int = 25
+    smarthost: bool = False
+
+
+@dataclass
+class Outcome:
+    """The result for one recipient after an attempt."""
+
+    kind: str  # "delivered" | "failed" | "deferred"
+    status: str  # enhanced status code
+    text: str  # reply or error text, for last_error and the DSN
+    remote_mta: str | None = None
+    relayed: bool = False  # delivered to a peer without DSN support (RFC 3461 "relayed")
+
+
+@dataclass
+class _Pooled:
+    client: SMTPClient
+    since: float
+
+
+@dataclass
+class _HopState:
+    sem: asyncio.Semaphore
+    idle: list[_Pooled] = field(default_factory=list)
+    dead_until: float = 0.0
+    dead_error: str = ""
+
+
+def _count_received(raw: bytes) -> int:
+    end = raw.find(b"\r\n\r\n")
+    header = raw[: end if end >= 0 else len(raw)].lower()
+    return (1 if header.startswith(b"received:") else 0) + header.count(b"\r\nreceived:")
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, default_port
+
+
+def _reply_outcome(reply: SMTPReply, host: str) -> Outcome:
+    status = reply.enhanced or ("5.0.0" if reply.permanent else "4.0.0")
+    kind = "failed" if reply.permanent else "deferred"
+    return Outcome(kind, status, f"{host} said: {reply}", host)
+
+
+class OutboundWorker:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        resolver: Resolver | None = None,
+        signer: Signer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.qc = config.queue
+        self.resolver: Resolver = resolver or DNSPythonResolver(config.dns)
+        self.signer = signer or Signer(config.data_dir)
+        self.directory = Directory(store)
+        self.clock = clock
+        self.max_in_flight = max(1, self.qc.max_connections * 2)
+        self._global = asyncio.Semaphore(max(1, self.qc.max_connections))
+        self._hops: dict[str, _HopState] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._main: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._main = asyncio.create_task(self._run(), name="postar-outbound")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking entries, give deliveries in flight `grace` seconds, cancel the rest
+        (they stay queued and are retried at the next start)."""
+        self._stopping = True
+        self._wake.set()
+        if self._main is not None:
+            self._main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        tasks = list(self._tasks.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for state in self._hops.values():
+            for pooled in state.idle:
+                pooled.client.abort()
+            state.idle.clear()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.run_due()
+            except Exception:
+                # A store hiccup must not end outbound delivery; log and poll again.
+                log.exception("queue poll failed")
+            self._reap_idle()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
+
+    async def run_due(self) -> int:
+        """Start tasks for due entries not already in flight; returns how many were started."""
+        room = self.max_in_flight - len(self._tasks)
+        if room <= 0:
+            return 0
+        # In-flight entries are still due in the store, so ask for enough to see past them.
+        entries = await self.store.due_queue_entries(self.clock(), room + len(self._tasks))
+        started = 0
+        for entry in entries:
+            if entry.id in self._tasks or started >= room:
+                continue
+            task = asyncio.create_task(self._attempt_guarded(entry))
+            self._tasks[entry.id] = task
+            task.add_done_callback(lambda _t, i=entry.id: self._tasks.pop(i, None))
+            started += 1
+        return started
+
+    async def drain(self) -> None:
+        """Wait for every delivery in flight (tests, `queue flush` in-process)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def _attempt_guarded(self, entry: QueueEntry) -> None:
+        try:
+            await self.attempt(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug in one delivery must not kill the worker; the entry stays queued and is
+            # retried on the normal schedule.
+            log.exception("queue delivery failed", extra={"id": entry.id})
+            with contextlib.suppress(NotFound):
+                await self.store.update_queue_entry(
+                    entry.id,
+                    recipients=entry.recipients,
+                    next_attempt=self.clock() + self._backoff(entry.attempts),
+                    attempts=entry.attempts + 1,
+                    last_error="internal error",
+                )
+
+    def _backoff(self, attempts: int) -> float:
+        return min(
+            self.qc.retry_first_seconds * (2 ** min(attempts, 20)), self.qc.retry_max_seconds
+        )
+
+    # ---- one entry ----------------------------------------------------------------------------
+    async def attempt(self, entry: QueueEntry) -> None:
+        raw = await self.store.read_blob(entry.blob_id)
+        outcomes: dict[str, Outcome] = {}
+        if _count_received(raw) > self.config.smtp.max_received_headers:
+            # RFC 5321 6.3: a message that has passed too many hops is looping.
+            for r in entry.recipients:
+                outcomes[r.address] = Outcome("failed", "5.4.6", "routing loop detected")
+        else:
+            groups: dict[Hop, list[QueuedRecipient]] = {}
+            for r in entry.recipients:
+                groups.setdefault(self.hop_for(r.address), []).append(r)
+            signature = await self.signer.sign(raw, entry.sender)
+            message = signature + raw
+            results = await asyncio.gather(
+                *(self._deliver_group(hop, entry, rcpts, message) for hop, rcpts in groups.items())
+            )
+            for result in results:
+                outcomes.update(result)
+        await self._record(entry, raw, outcomes)
+
+    def hop_for(self, address: str) -> Hop:
+        domain = address.rsplit("@", 1)[1].lower() if "@" in address else ""
+        relay = self.config.relay
+        routes = {k.lower().rstrip("."): v for k, v in relay.routes.items()}
+        if domain in routes:
+            host, port = _host_port(routes[domain], relay.mx_port)
+            return Hop(f"route:{host}:{port}", host=host, port=port)
+        if relay.smarthost:
+            host, port = _host_port(relay.smarthost, 587)
+            return Hop("smarthost", host=host, port=port, smarthost=True)
+        return Hop(f"mx:{domain}", domain=domain, port=relay.mx_port)
+
+    def _hop_state(self, key: str) -> _HopState:
+        state = self._hops.get(key)
+        if state is None:
+            state = _HopState(asyncio.Semaphore(max(1, self.qc.max_per_destination)))
+            self._hops[key] = state
+        return state
+
+    async def _targets(self, hop: Hop) -> list[tuple[str, str]]:
+        """(host name, address) pairs to try in order; raises DNSError."""
+        if hop.host is not None:
+            names = [hop.host]
+        else:
+            assert hop.domain is not None
+            literal = address_literal(hop.domain)
+            if literal:
+                return [(hop.domain, literal)]
+            names = [h.name for h in await mx_hosts(self.resolver, hop.domain)]
+        out: list[tuple[str, str]] = []
+        last: DNSError | None = None
+        for name in names:
+            try:
+                ipaddress.ip_address(name)
+                out.append((name, name))
+                continue
+            except ValueError:
+                pass
+            try:
+                addresses = await self.resolver.addresses(name)
+            except DNSError as exc:
+                last = exc
+                continue
+            out.extend((name, a) for a in addresses)
+        if not out:
+            if last is not None:
+                raise last
+            # RFC 5321 5.1: no usable address for any MX (or the implicit MX).
+            raise DNSError(
+                f"no address for {', '.join(names)}",
+                permanent=hop.domain is not None and names == [hop.domain],
+                enhanced="5.4.4" if names == [hop.domain] else "4.4.4",
+            )
+        return out
+
+    async def _deliver_group(
+        self, hop: Hop, entry: QueueEntry, rcpts: list[QueuedRecipient], message: bytes
+    ) -> dict[str, Outcome]:
+        state = self._hop_state(hop.key)
+        now = self.clock()
+        if state.dead_until > now:
+            return {r.address: Outcome("deferred", "4.4.1", state.dead_error) for r in rcpts}
+        env = Envelope(
+            sender=entry.sender,
+            recipients=[r.address for r in rcpts],
+            notify=[r.notify for r in rcpts],
+            orcpt=[r.orcpt for r in rcpts],
+            ret=entry.ret,
+            envid=entry.envid,
+        )
+        async with state.sem, self._global:
+            try:
+                targets = await self._targets(hop)
+            except DNSError as exc:
+                kind = "failed" if exc.permanent else "deferred"
+                return {r.address: Outcome(kind, exc.enhanced, str(exc)) for r in rcpts}
+            errors: list[str] = []
+            for name, address in targets:
+                try:
+                    result, client = await self._transaction(
+                        hop, state, name, address, env, message
+                    )
+                except _HopRefused as exc:
+                    # A policy failure (require_tls, AUTH refused) is final for this attempt.
+                    return {r.address: exc.outcome for r in rcpts}
+                except SMTPConnectionError as exc:
+                    errors.append(str(exc))
+                    log.info("queue host failed", extra={"host": name, "error": str(exc)})
+                    continue
+                self._release(state, client)
+                return self._map_result(result, rcpts, name)
+            error = "; ".join(errors[-3:]) or "no host to try"
+            state.dead_until = self.clock() + min(DEAD_HOP_SECONDS, self.qc.retry_first_seconds)
+            state.dead_error = error
+            return {r.address: Outcome("deferred", "4.4.1", error) for r in rcpts}
+
+    def _map_result(
+        self, result: TransactionResult, rcpts: list[QueuedRecipient], host: str
+    ) -> dict[str, Outcome]:
+        out: dict[str, Outcome] = {}
+        for r, reply in zip(rcpts, result.recipients, strict=True):
+            if not reply.positive:
+                out[r.address] = _reply_outcome(reply, host)
+            elif result.data is None:
+                out[r.address] = Outcome("deferred", "4.0.0", f"{host}: message not accepted")
+            elif not result.data.positive:
+                out[r.address] = _reply_outcome(result.data, host)
+            else:
+                out[r.address] = Outcome(
+                    "delivered",
+                    result.data.enhanced or "2.0.0",
+                    str(result.data),
+                    host,
+                    relayed=not result.dsn_passed,
+                )
+        return out
+
+    async def _transaction(
+        self, hop: Hop, state: _HopState, name: str, address: str, env: Envelope, message: bytes
+    ) -> tuple[TransactionResult, SMTPClient]:
+        # A pooled connection first; if it died while idle, a fresh one.
+        while state.idle:
+            pooled = state.idle.pop()
+            try:
+                return await pooled.client.send(env, message), pooled.client
+            except SMTPConnectionError:
+                pooled.client.abort()
+        client = await self._open(hop, name, address)
+        try:
+            return await client.send(env, message), client
+        except BaseException:
+            client.abort()
+            raise
+
+    def _release(self, state: _HopState, client: SMTPClient) -> None:
+        if (
+            self._stopping
+            or client.transactions >= self.qc.messages_per_connection
+            or len(state.idle) >= self.qc.max_per_destination
+        ):
+            asyncio.get_running_loop().create_task(client.quit())
+            return
+        state.idle.append(_Pooled(client, self.clock()))
+
+    def _reap_idle(self) -> None:
+        now = self.clock()
+        for state in self._hops.values():
+            keep = []
+            for pooled in state.idle:
+                if now - pooled.since > REUSE_IDLE:
+                    asyncio.get_running_loop().create_task(pooled.client.quit())
+                else:
+                    keep.append(pooled)
+            state.idle = keep
+
+    async def _open(self, hop: Hop, name: str, address: str) -> SMTPClient:
+        relay = self.config.relay
+        policy_tls = hop.smarthost and relay.require_tls
+        if hop.smarthost and hop.port == 465:
+            # RFC 8314 3.3: implicit TLS on the submissions port.
+            raise _HopRefused(
+                Outcome("deferred", "4.7.10", "implicit TLS smarthosts (465) are not supported")
+            )
+        client = await SMTPClient.connect(address, hop.port, self.qc, name)
+        try:
+            return await self._session(client, hop, name, address, policy_tls)
+        except _TLSFallback:
+            # RFC 7435: opportunistic TLS that fails is retried in the clear (Postfix does
+            # the same), since the alternative is no delivery at all.
+            client.abort()
+            client = await SMTPClient.connect(address, hop.port, self.qc, name)
+            return await self._session(client, hop, name, address, False, try_tls=False)
+        except BaseException:
+            client.abort()
+            raise
+
+    async def _session(
+        self,
+        client: SMTPClient,
+        hop: Hop,
+        name: str,
+        address: str,
+        require_tls: bool,
+        try_tls: bool = True,
+    ) -> SMTPClient:
+        relay = self.config.relay
+        assert client.greeting is not None
+        if client.greeting.code != 220:
+            await client.quit()
+            # RFC 5321 3.1: a 554 greeting refuses service; try the next host.
+            raise SMTPConnectionError(f"{name} greeted with {client.greeting}")
+        await client.ehlo(self.config.hostname)
+        if try_tls and client.caps.has("STARTTLS"):
+            context = self._verifying_context() if require_tls else unverified_tls_context()
+            try:
+                reply = await client.starttls(context, name if require_tls else None)
+            except SMTPConnectionError as exc:
+                if require_tls:
+                    raise _HopRefused(
+                        Outcome("deferred", "4.7.5", f"{name}: TLS required, {exc}")
+                    ) from exc
+                raise _TLSFallback() from exc
+            if reply.code == 220:
+                await client.ehlo(self.config.hostname)
+            elif require_tls:
+                raise _HopRefused(Outcome("deferred", "4.7.10", f"{name}: STARTTLS {reply}"))
+        elif require_tls:
+            await client.quit()
+            raise _HopRefused(
+                Outcome("deferred", "4.7.10", f"{name} offers no STARTTLS and TLS is required")
+            )
+        if hop.smarthost and relay.username:
+            reply = await client.auth(relay.username, relay.password)
+            if reply.code != 235:
+                await client.quit()
+                kind = "deferred"  # an account problem at the smarthost is fixable: retry
+                raise _HopRefused(Outcome(kind, reply.enhanced or "4.7.0", f"{name}: AUTH {reply}"))
+        return client
+
+    def _verifying_context(self) -> ssl.SSLContext:
+        ca = self.config.relay.ca_file
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+
+    # ---- results ------------------------------------------------------------------------------
+    async def _record(self, entry: QueueEntry, raw: bytes, outcomes: dict[str, Outcome]) -> None:
+        now = self.clock()
+        expired = now - entry.created >= self.qc.give_up_seconds
+        remaining: list[QueuedRecipient] = []
+        failed: list[RecipientStatus] = []
+        succeeded: list[RecipientStatus] = []
+        delayed: list[RecipientStatus] = []
+        errors: list[str] = []
+        for r in entry.recipients:
+            o = outcomes[r.address]
+            log.info(
+                "queue recipient",
+                extra={"id": entry.id, "rcpt": r.address, "result": o.kind, "text": o.text},
+            )
+            if o.kind == "delivered":
+                action = "relayed" if o.relayed else "delivered"
+                succeeded.append(RecipientStatus(r, action, o.status, o.text, o.remote_mta))
+            elif o.kind == "failed":
+                failed.append(RecipientStatus(r, "failed", o.status, o.text, o.remote_mta))
+            elif expired:
+                # RFC 5321 4.5.4.1: give up; X.4.7 is "delivery time expired" (RFC 3463).
+                failed.append(RecipientStatus(r, "failed", "5.4.7", o.text, o.remote_mta))
+            else:
+                remaining.append(r)
+                errors.append(o.text)
+                delayed.append(RecipientStatus(r, "delayed", o.status, o.text, o.remote_mta))
+
+        extra = dict(entry.extra)
+        warn = (
+            delayed
+            and "delay_warned" not in extra
+            and now - entry.created >= self.qc.delay_warning_seconds
+        )
+        if warn:
+            extra["delay_warned"] = str(int(now))
+        # Write the queue first: a crash after this loses at most a DSN, never repeats a
+        # delivery; a crash before it repeats the delivery (at most once), losing nothing.
+        if remaining:
+            await self.store.update_queue_entry(
+                entry.id,
+                recipients=remaining,
+                next_attempt=now + self._backoff(entry.attempts),
+                attempts=entry.attempts + 1,
+                last_error="; ".join(dict.fromkeys(errors))[:1000],
+                extra=extra,
+            )
+        else:
+            await self.store.remove_queue_entry(entry.id)
+        for statuses, action in ((failed, "failed"), (succeeded, "delivered")):
+            await self._notify(entry, raw, statuses, action, now)
+        if warn:
+            until = entry.created + self.qc.give_up_seconds
+            await self._notify(entry, raw, delayed, "delayed", now, retry_until=until)
+
+    async def _notify(
+        self,
+        entry: QueueEntry,
+        raw: bytes,
+        statuses: list[RecipientStatus],
+        action: str,
+        now: float,
+        retry_until: float | None = None,
+    ) -> None:
+        if not entry.sender:
+            return  # RFC 5321 6.1: never a notification about a notification
+        wanted = [s for s in statuses if wants_notice(s.recipient, s.action)]
+        if not wanted:
+            return
+        report = build_dsn(
+            reporting_mta=self.config.hostname,
+            entry=entry,
+            statuses=wanted,
+            original=raw,
+            now=now,
+            retry_until=retry_until,
+        )
+        await self.send_report(entry.sender, report)
+        log.info("queue dsn sent", extra={"id": entry.id, "to": entry.sender, "action": action})
+
+    async def send_report(self, to: str, report: bytes) -> None:
+        """Deliver a DSN to a local mailbox, or queue it with the null sender."""
+        resolved = await self.directory.resolve_recipient(to)
+        if resolved is None:
+            domain = to.rsplit("@", 1)[-1]
+            if await self.directory.is_local_domain(domain):
+                log.warning("queue dsn dropped: unknown local sender", extra={"to": to})
+                return
+            await self.store.enqueue("", [QueuedRecipient(to, ("NEVER",))], report)
+            return
+        if resolved.accounts:
+            final = b"Return-Path: <>\r\n" + report
+            targets = [DeliveryTarget(a.id) for a in resolved.accounts]
+            try:
+                await self.store.deliver(final, parse_message(final), targets)
+            except QuotaExceeded:
+                log.warning("queue dsn dropped: mailbox full", extra={"to": to})
+        if resolved.remote:
+            await self.store.enqueue(
+                "", [QueuedRecipient(a, ("NEVER",)) for a in resolved.remote], report
+            )
+
+
+class _HopRefused(Exception):
+    """A policy stops delivery through this hop (TLS required, AUTH refused)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.text)
+        self.outcome = outcome
+
+
+class _TLSFallback(Exception):
+    """Opportunistic STARTTLS failed; reconnect without it."""

@@ -1,0 +1,359 @@
+"""The outbound worker against a real store, a DNS server on loopback and SMTP peers.
+
+Each test queues mail the way smtp/server.py does (store.enqueue), runs one round of the
+worker (run_due + drain) with a clock the test moves, and looks at what the peers received,
+what is left in the queue and what landed in the sender's INBOX.
+"""
+
+from __future__ import annotations
+
+import email
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dkim
+import pytest
+
+from postar.config import Config, DNSConfig, QueueConfig, RelayConfig, StoreConfig
+from postar.queue.dkim import create_keys
+from postar.queue.worker import OutboundWorker
+from postar.store.interface import Store, open_store_backend
+from postar.store.model import QueuedRecipient
+from tests.support.dnsserver import LocalDNS
+from tests.support.server import free_port
+from tests.support.smtppeer import RawPeer, SMTPPeer
+
+MSG = (
+    b"From: Alice <alice@example.org>\r\nTo: bob@remote.test\r\nSubject: hi\r\n"
+    b"Message-ID: <1@example.org>\r\n\r\nhello\r\n.dot line\r\n"
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        # The store stamps entries with the real time; this clock starts there and only
+        # moves when a test says so.
+        self.now = time.time() + 1
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def dns() -> Iterator[LocalDNS]:
+    with LocalDNS() as server:
+        yield server
+
+
+@pytest.fixture
+def mx_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def config(tmp_path: Path, dns: LocalDNS, mx_port: int) -> Config:
+    return Config(
+        hostname="mail.example.org",
+        data_dir=tmp_path / "data",
+        store=StoreConfig(fsync=False),
+        dns=DNSConfig(nameservers=(dns.nameserver,), timeout=2.0),
+        relay=RelayConfig(mx_port=mx_port),
+        queue=QueueConfig(
+            retry_first_seconds=60, connect_timeout=2, command_timeout=2, data_timeout=2
+        ),
+    )
+
+
+@pytest.fixture
+async def store(config: Config) -> AsyncIterator[Store]:
+    s = open_store_backend(config)
+    await s.open()
+    await s.add_domain("example.org")
+    await s.add_account("alice@example.org", "$argon2id$fake", None)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def run_round(store: Store, config: Config, clock: Clock, **kw: Any) -> OutboundWorker:
+    worker = OutboundWorker(store, config, clock=clock, **kw)
+    await worker.run_due()
+    await worker.drain()
+    await worker.stop(grace=1)
+    return worker
+
+
+async def inbox(store: Store, address: str = "alice@example.org") -> list[bytes]:
+    account = await store.get_account(address)
+    assert account is not None
+    box = await store.get_mailbox(account.id, "INBOX")
+    assert box is not None
+    return [await store.read_blob(m.blob_id) for m in await store.list_messages(box.id)]
+
+
+async def test_mx_preference_best_first(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("remote.test", "MX", (20, "mx2.remote.test"))
+    dns.add("remote.test", "MX", (10, "mx1.remote.test"))
+    dns.add("mx1.remote.test", "A", "127.0.0.1")
+    dns.add("mx2.remote.test", "A", "127.0.0.3")
+    with SMTPPeer("127.0.0.1", mx_port) as best, SMTPPeer("127.0.0.3", mx_port) as worse:
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        await run_round(store, config, Clock())
+    assert len(best.received) == 1 and worse.received == []
+    got = best.received[0]
+    assert got.sender == "alice@example.org" and got.recipients == ["bob@remote.test"]
+    assert got.content.endswith(MSG)  # dot-stuffing undone by the peer: bytes intact
+    assert await store.list_queue() == []
+
+
+async def test_no_mx_falls_back_to_address(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("remote.test", "A", "127.0.0.1")  # RFC 5321 5.1 implicit MX
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        await run_round(store, config, Clock())
+    assert len(peer.received) == 1
+
+
+async def test_dead_mx_then_live_one(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("remote.test", "MX", (10, "dead.remote.test"))
+    dns.add("remote.test", "MX", (20, "live.remote.test"))
+    dns.add("dead.remote.test", "A", "127.0.0.2")  # nothing listens there
+    dns.add("live.remote.test", "A", "127.0.0.1")
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        await run_round(store, config, Clock())
+    assert len(peer.received) == 1
+    assert await store.list_queue() == []
+
+
+async def test_null_mx_bounces_at_once(store: Store, config: Config, dns: LocalDNS) -> None:
+    dns.add("remote.test", "MX", (0, "."))
+    await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+    await run_round(store, config, Clock())
+    assert await store.list_queue() == []
+    [bounce] = await inbox(store)
+    report = email.message_from_bytes(bounce)
+    assert report.get_content_type() == "multipart/report"
+    status = bounce.decode()
+    assert "Action: failed" in status and "Status: 5.1.10" in status
+    assert "Final-Recipient: rfc822; bob@remote.test" in status
+    assert bounce.startswith(b"Return-Path: <>\r\n")
+
+
+async def test_nxdomain_bounces_and_null_sender_gets_nothing(
+    store: Store, config: Config
+) -> None:
+    await store.enqueue("", [QueuedRecipient("bob@nowhere.test")], MSG)
+    await store.enqueue("alice@example.org", [QueuedRecipient("x@nowhere.test")], MSG)
+    await run_round(store, config, Clock())
+    assert await store.list_queue() == []
+    [bounce] = await inbox(store)  # one: the null sender's failure reports to nobody
+    assert b"x@nowhere.test" in bounce and b"Status: 5.1.2" in bounce
+
+
+async def test_4xx_then_250_after_retry(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("remote.test", "A", "127.0.0.1")
+    clock = Clock()
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        peer.handler.rcpt_script["bob@remote.test"] = ["451 4.3.0 try later", "250 OK"]
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        await run_round(store, config, clock)
+        assert peer.received == []
+        [entry] = await store.list_queue()
+        assert entry.attempts == 1 and "451 4.3.0" in (entry.last_error or "")
+        assert entry.next_attempt == clock.now + 60  # retry_first_seconds
+        await run_round(store, config, clock)  # not due yet: nothing happens
+        assert peer.received == []
+        clock.now += 61
+        await run_round(store, config, clock)
+    assert len(peer.received) == 1
+    assert await store.list_queue() == []
+    assert await inbox(store) == []  # no DSN for a delivered message without NOTIFY=SUCCESS
+
+
+async def test_backoff_doubles_then_delay_warning_then_give_up(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("remote.test", "A", "127.0.0.1")
+    cfg = replace(
+        config,
+        queue=replace(config.queue, delay_warning_seconds=50, give_up_seconds=1000),
+    )
+    clock = Clock()
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        peer.handler.rcpt_script["bob@remote.test"] = ["421 4.4.2 busy"]
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        start = clock.now
+        await run_round(store, cfg, clock)
+        [e] = await store.list_queue()
+        assert e.next_attempt - clock.now == 60
+        clock.now = e.next_attempt
+        await run_round(store, cfg, clock)
+        [e] = await store.list_queue()
+        assert e.next_attempt - clock.now == 120  # doubled (RFC 5321 4.5.4.1 backoff)
+        assert "delay_warned" in e.extra
+        [warning] = await inbox(store)
+        assert b"Action: delayed" in warning and b"Will-Retry-Until:" in warning
+        assert b"text/rfc822-headers" in warning  # delay reports carry the header only
+        clock.now = start + 1000
+        await run_round(store, cfg, clock)
+    assert await store.list_queue() == []
+    messages = await inbox(store)
+    assert len(messages) == 2  # one warning, one failure: the warning is not repeated
+    assert b"Action: failed" in messages[1] and b"Status: 5.4.7" in messages[1]
+    assert b"message/rfc822" in messages[1]  # the failure returns the whole message
+
+
+async def test_5xx_fails_one_recipient_delivers_the_other(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("remote.test", "A", "127.0.0.1")
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        peer.handler.rcpt_script["nobody@remote.test"] = ["550 5.1.1 no such user"]
+        await store.enqueue(
+            "alice@example.org",
+            [
+                QueuedRecipient("nobody@remote.test", ("FAILURE",), "rfc822;nobody@remote.test"),
+                QueuedRecipient("bob@remote.test"),
+            ],
+            MSG,
+            ret="HDRS",
+            envid="env-42",
+        )
+        await run_round(store, config, Clock())
+    assert [r.recipients for r in peer.received] == [["bob@remote.test"]]
+    assert await store.list_queue() == []
+    [bounce] = await inbox(store)
+    text = bounce.decode()
+    assert "Original-Envelope-Id: env-42" in text
+    assert "Original-Recipient: rfc822; nobody@remote.test" in text
+    assert "Diagnostic-Code: smtp; remote.test said: 550 5.1.1 no such user" in text
+    assert "bob@remote.test>: " not in text  # only the failed recipient is reported
+    assert "text/rfc822-headers" in text and "hello" not in text.split("rfc822-headers")[1]
+
+
+async def test_notify_never_and_success(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("remote.test", "A", "127.0.0.1")
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        peer.handler.rcpt_script["nobody@remote.test"] = ["550 5.1.1 no such user"]
+        await store.enqueue(
+            "alice@example.org",
+            [
+                QueuedRecipient("nobody@remote.test", ("NEVER",)),
+                QueuedRecipient("bob@remote.test", ("SUCCESS",)),
+            ],
+            MSG,
+        )
+        await run_round(store, config, Clock())
+    [report] = await inbox(store)
+    assert b"Action: relayed" in report  # aiosmtpd has no DSN extension: RFC 3461 "relayed"
+    assert b"nobody@remote.test" not in report
+
+
+async def test_remote_sender_gets_dsn_queued_with_null_sender(
+    store: Store, config: Config, dns: LocalDNS
+) -> None:
+    dns.add("remote.test", "MX", (0, "."))
+    await store.enqueue("carol@elsewhere.test", [QueuedRecipient("bob@remote.test")], MSG)
+    await run_round(store, config, Clock())
+    [dsn] = await store.list_queue()
+    assert dsn.sender == "" and [r.address for r in dsn.recipients] == ["carol@elsewhere.test"]
+
+
+async def test_loop_detected(store: Store, config: Config, dns: LocalDNS, mx_port: int) -> None:
+    dns.add("remote.test", "A", "127.0.0.1")
+    looping = b"Received: from a by b; x\r\n" * 60 + MSG
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], looping)
+        await run_round(store, config, Clock())
+    assert peer.received == []
+    [bounce] = await inbox(store)
+    assert b"Status: 5.4.6" in bounce
+
+
+@pytest.mark.parametrize(
+    ("greeting", "error"),
+    [
+        (b"", "timeout after 2s"),  # never answers: RFC 5321 4.5.3.2.1 greeting timeout
+        (b"garbage without a reply code\r\n", "garbage reply line"),
+        (b"220-" + b"x" * 100_000, "longer than 8192 bytes"),  # one endless line
+    ],
+    ids=["silent", "garbage", "huge-line"],
+)
+async def test_bad_peer_defers(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int, greeting: bytes, error: str
+) -> None:
+    dns.add("remote.test", "A", "127.0.0.1")
+    with RawPeer(greeting, port=mx_port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        await run_round(store, config, Clock())
+        assert peer.connections == 1
+    [entry] = await store.list_queue()
+    assert entry.attempts == 1 and error in (entry.last_error or "")
+
+
+async def test_dead_destination_does_not_hold_up_others(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    dns.add("dead.test", "A", "127.0.0.2")
+    dns.add("remote.test", "A", "127.0.0.1")
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        for i in range(30):
+            await store.enqueue("alice@example.org", [QueuedRecipient(f"u{i}@dead.test")], MSG)
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        worker = OutboundWorker(store, config, clock=Clock())
+        await worker.run_due()
+        await worker.drain()
+        await worker.stop(grace=1)
+    assert len(peer.received) == 1
+    queued = await store.list_queue()
+    assert len(queued) == 30 and all(e.attempts == 1 for e in queued)
+
+
+async def test_routes_and_connection_reuse(store: Store, config: Config) -> None:
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    with SMTPPeer("127.0.0.1", port) as peer:
+        for i in range(5):
+            await store.enqueue("alice@example.org", [QueuedRecipient(f"u{i}@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg, clock=Clock())
+        await worker.run_due()
+        await worker.drain()
+        pooled = [p.client.transactions for s in worker._hops.values() for p in s.idle]
+        await worker.stop(grace=1)
+    assert len(peer.received) == 5
+    # 5 messages over at most max_per_destination connections, reused while idle
+    assert sum(pooled) == 5 and len(pooled) <= cfg.queue.max_per_destination
+
+
+async def test_dkim_signature_verifies(
+    store: Store, config: Config, dns: LocalDNS, mx_port: int
+) -> None:
+    keys = create_keys(config.data_dir, "example.org")
+    dns.add("remote.test", "A", "127.0.0.1")
+    with SMTPPeer("127.0.0.1", mx_port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
+        await run_round(store, config, Clock())
+    [got] = peer.received
+    records = {f"{k.record_name}.".encode(): k.record_value.encode() for k in keys}
+    assert got.content.count(b"DKIM-Signature:") == 2
+    signed = got.content[got.content.find(b"DKIM-Signature:") :]
+    for i in range(2):
+        assert dkim.DKIM(signed).verify(i, dnsfunc=lambda name, timeout=5: records.get(name))
+    tampered = signed.replace(b"hello", b"HELLO")
+    with pytest.raises(dkim.ValidationError, match="body hash mismatch"):
+        dkim.DKIM(tampered).verify(0, dnsfunc=lambda name, timeout=5: records.get(name))
