@@ -141,8 +141,13 @@ def domain() -> None:
 @click.option("--catch-all", help="Address that receives mail for unknown names in the domain.")
 @pass_ctx
 def domain_add(ctx: Context, name: str, catch_all: str | None) -> None:
+    from postar.queue.dkim import create_keys
+
     d = _run_with_store(ctx, lambda s: Directory(s).create_domain(name, catch_all))
     click.echo(f"domain {d.name} added")
+    # RFC 6376: outbound mail is signed from the start; the keys' records come from `dns`.
+    keys = create_keys(ctx.config().data_dir, d.name)
+    click.echo(f"DKIM selectors {', '.join(k.selector for k in keys)}: see `postar dns {d.name}`")
 
 
 @domain.command("list")
@@ -294,3 +299,102 @@ def restore(ctx: Context, src: Path, force: bool) -> None:
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"restored {src} into {config.data_dir}")
+
+
+# ---- outbound queue ---------------------------------------------------------------------------
+@main.group()
+def queue() -> None:
+    """Inspect and steer the outbound queue (mail waiting to leave)."""
+
+
+def _when(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@queue.command("list")
+@pass_ctx
+def queue_list(ctx: Context) -> None:
+    entries = _run_with_store(ctx, lambda s: s.list_queue())
+    for e in entries:
+        rcpts = ", ".join(r.address for r in e.recipients)
+        click.echo(
+            f"{e.id}  {_when(e.created)}  attempts={e.attempts}  next={_when(e.next_attempt)}  "
+            f"<{e.sender}> -> {rcpts}"
+        )
+        if e.last_error:
+            click.echo(f"    last error: {e.last_error}")
+    click.echo(f"{len(entries)} message(s) queued")
+
+
+@queue.command("show")
+@click.argument("entry_id", type=int)
+@pass_ctx
+def queue_show(ctx: Context, entry_id: int) -> None:
+    """One entry's envelope, retry state and message header."""
+
+    async def job(s: Store) -> tuple[Any, bytes]:
+        e = await s.get_queue_entry(entry_id)
+        if e is None:
+            raise click.ClickException(f"no queue entry {entry_id}")
+        return e, await s.read_blob(e.blob_id, 0, 64 * 1024)
+
+    e, head = _run_with_store(ctx, job)
+    click.echo(f"id: {e.id}\nsender: <{e.sender}>\ncreated: {_when(e.created)}")
+    click.echo(f"attempts: {e.attempts}\nnext attempt: {_when(e.next_attempt)}")
+    click.echo(f"last error: {e.last_error or '-'}")
+    if e.ret or e.envid:
+        click.echo(f"dsn: ret={e.ret or '-'} envid={e.envid or '-'}")
+    for r in e.recipients:
+        notify = f" notify={','.join(r.notify)}" if r.notify else ""
+        click.echo(f"recipient: {r.address}{notify}")
+    end = head.find(b"\r\n\r\n")
+    click.echo("")
+    click.echo(head[: end if end >= 0 else len(head)].decode("utf-8", "replace"))
+
+
+@queue.command("retry")
+@click.argument("entry_id", type=int)
+@pass_ctx
+def queue_retry(ctx: Context, entry_id: int) -> None:
+    """Try this entry again now (the server picks it up within a second)."""
+    import time
+
+    _run_with_store(ctx, lambda s: s.reschedule_queue(time.time(), entry_id))
+    click.echo(f"queue entry {entry_id} scheduled now")
+
+
+@queue.command("delete")
+@click.argument("entry_id", type=int)
+@pass_ctx
+def queue_delete(ctx: Context, entry_id: int) -> None:
+    """Drop this entry without a bounce."""
+    _run_with_store(ctx, lambda s: s.remove_queue_entry(entry_id))
+    click.echo(f"queue entry {entry_id} deleted")
+
+
+@queue.command("flush")
+@pass_ctx
+def queue_flush(ctx: Context) -> None:
+    """Try every queued message again now."""
+    import time
+
+    count = _run_with_store(ctx, lambda s: s.reschedule_queue(time.time()))
+    click.echo(f"{count} message(s) scheduled now")
+
+
+# ---- DNS records ------------------------------------------------------------------------------
+@main.command("dns")
+@click.argument("domain_name")
+@pass_ctx
+def dns_records(ctx: Context, domain_name: str) -> None:
+    """Print the DNS records DOMAIN needs: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV."""
+    from postar.queue.dkim import load_keys
+    from postar.queue.records import zone_text
+
+    config = ctx.config()
+    keys = load_keys(config.data_dir, domain_name)
+    if not keys:
+        click.echo(f"; no DKIM keys for {domain_name}: is it a domain (`postar domain add`)?")
+    click.echo(zone_text(config, domain_name, keys), nl=False)
