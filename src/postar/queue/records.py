@@ -50,9 +50,7 @@ def mta_sts_policy(config: Config) -> str:
     return f"version: STSv1\nmode: testing\nmx: {config.hostname}\nmax_age: 604800\n"
 
 
-def records_for(
-    config: Config, domain: str, keys: list[DKIMKey], now: float | None = None
-) -> list[Record]:
+def records_for(config: Config, domain: str, keys: list[DKIMKey]) -> list[Record]:
     domain = domain.lower().rstrip(".")
     host = config.hostname.rstrip(".")
     # RFC 8461 3.1: id must change whenever the policy does; a digest of it does exactly that.
