@@ -506,17 +506,22 @@ class OutboundWorker:
             extra["delay_warned"] = str(int(now))
         # Write the queue first: a crash after this loses at most a DSN, never repeats a
         # delivery; a crash before it repeats the delivery (at most once), losing nothing.
-        if remaining:
-            await self.store.update_queue_entry(
-                entry.id,
-                recipients=remaining,
-                next_attempt=now + self._backoff(entry.attempts),
-                attempts=entry.attempts + 1,
-                last_error="; ".join(dict.fromkeys(errors))[:1000],
-                extra=extra,
-            )
-        else:
-            await self.store.remove_queue_entry(entry.id)
+        try:
+            if remaining:
+                await self.store.update_queue_entry(
+                    entry.id,
+                    recipients=remaining,
+                    next_attempt=now + self._backoff(entry.attempts),
+                    attempts=entry.attempts + 1,
+                    last_error="; ".join(dict.fromkeys(errors))[:1000],
+                    extra=extra,
+                )
+            else:
+                await self.store.remove_queue_entry(entry.id)
+        except NotFound:
+            # `postar queue delete` removed it during the attempt: the admin wants no reports.
+            log.info("queue entry deleted during delivery", extra={"id": entry.id})
+            return
         for statuses, action in ((failed, "failed"), (succeeded, "delivered")):
             await self._notify(entry, raw, statuses, action, now)
         if warn:
