@@ -41,6 +41,9 @@ READ_HIGH_WATER = 64 * 1024
 READ_LOW_WATER = 16 * 1024
 WRITE_HIGH_WATER = 64 * 1024
 DEFAULT_RECV_SIZE = 64 * 1024
+# How long close() keeps a plain TCP connection half-open, dropping input, so our last bytes
+# reach a peer that is still sending (see close()).
+LINGER_SECONDS = 2.0
 
 # Connection ids: a random 32-bit start, then a counter, so ids are unique within a process
 # and unlikely to repeat across restarts; 8 hex digits stay short in every log line.
@@ -351,6 +354,27 @@ class Connection(asyncio.Protocol):
         self._closing = True
         self._wake_recv()
         transport = self._transport
+        if not self._eof and transport.can_write_eof():
+            # Lingering close (Apache's lingering_close): closing a socket with unread input
+            # makes the kernel send RST and drop what it has not yet sent, so a pipelining
+            # client would lose our last replies (the 421 ending a command flood). Send FIN
+            # after the queued bytes, drop further input, and close once the peer closes or
+            # LINGER_SECONDS pass. TLS transports cannot half-close; they close at once.
+            if self._read_paused:
+                self._read_paused = False
+                transport.resume_reading()
+            transport.write_eof()
+            self._close_timer = self._get_loop().call_later(LINGER_SECONDS, self._end_linger)
+            return
+        self._end_linger()
+
+    def _end_linger(self) -> None:
+        transport = self._transport
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if transport is None or self._lost:
+            return
         transport.close()
         if self.write_timeout is not None and not self._lost:
             # A peer that never reads would keep a closing transport (and its buffer) forever.
@@ -397,8 +421,8 @@ class Connection(asyncio.Protocol):
         self._resolve_made()
 
     def data_received(self, data: bytes) -> None:
-        if self._lost:
-            return
+        if self._lost or self._closing:
+            return  # closing: nobody reads it any more (and lingering must not buffer it)
         self._buffer += data
         if not self._read_paused and len(self._buffer) >= self._read_high:
             self._read_paused = True
@@ -409,6 +433,9 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_recv()
+        if self._closing:
+            self._end_linger()  # the peer has taken our last bytes and closed: so do we
+            return True
         # Keep our side open: a client may half-close after QUIT and still expect the reply.
         # TLS has no half-close (asyncio's SSL layer warns and closes), so say so only on TCP.
         return self.tls_version is None
