@@ -24,8 +24,9 @@ log = logging.getLogger("postar.app")
 
 SMTP_ROLES = ("smtp", "submission", "submissions", "smtp-alt")
 POP3_ROLES = ("pop3", "pop3s")
+IMAP_ROLES = ("imap", "imaps")
 # Roles this version serves; a configured role outside this list is reported and left off.
-SERVED_ROLES = SMTP_ROLES + POP3_ROLES
+SERVED_ROLES = SMTP_ROLES + POP3_ROLES + IMAP_ROLES
 SHUTDOWN_GRACE = 10.0
 
 
@@ -41,11 +42,13 @@ class Services:
 
 
 def build_handlers(services: Services) -> dict[str, RoleHandler]:
+    from postar.imap.server import IMAPServer
     from postar.pop3.server import POP3Server
     from postar.smtp.server import SMTPServer
 
     smtp = SMTPServer(services)
     pop3 = POP3Server(services)
+    imap = IMAPServer(services)
     handlers: dict[str, RoleHandler] = {}
     for role in SMTP_ROLES:
         handlers[role] = RoleHandler(
@@ -54,6 +57,10 @@ def build_handlers(services: Services) -> dict[str, RoleHandler]:
     for role in POP3_ROLES:
         handlers[role] = RoleHandler(
             pop3.handle, too_busy_message=b"-ERR [SYS/TEMP] Too many connections\r\n"
+        )
+    for role in IMAP_ROLES:
+        handlers[role] = RoleHandler(
+            imap.handle, too_busy_message=b"* BYE Too many connections\r\n"
         )
     return handlers
 

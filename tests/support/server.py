@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-ALL_ROLES = ("smtp", "submission", "submissions", "smtp-alt", "pop3", "pop3s")
+ALL_ROLES = ("smtp", "submission", "submissions", "smtp-alt", "pop3", "pop3s", "imap", "imaps")
 DOMAIN = "example.test"
 PASSWORD = "correct horse battery staple"
 
