@@ -52,7 +52,7 @@ log = logging.getLogger("postar.queue")
 
 POLL_SECONDS = 1.0  # how often the store is asked for due entries (enqueue does not wake us)
 REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
-DEAD_HOP_SECONDS = 60.0  # a hop nobody could reach is not tried again for this long
+DEAD_HOP_SECONDS = 10.0  # a hop nobody could reach is not tried again for this long
 
 
 @dataclass(frozen=True)
@@ -316,6 +316,9 @@ class OutboundWorker:
             envid=entry.envid,
         )
         async with state.sem, self._global:
+            if state.dead_until > self.clock():
+                # It died while we waited for a connection slot: do not queue up behind it.
+                return {r.address: Outcome("deferred", "4.4.1", state.dead_error) for r in rcpts}
             try:
                 targets = await self._targets(hop)
             except DNSError as exc:
@@ -337,7 +340,7 @@ class OutboundWorker:
                 self._release(state, client)
                 return self._map_result(result, rcpts, name)
             error = "; ".join(errors[-3:]) or "no host to try"
-            state.dead_until = self.clock() + min(DEAD_HOP_SECONDS, self.qc.retry_first_seconds)
+            state.dead_until = self.clock() + DEAD_HOP_SECONDS
             state.dead_error = error
             return {r.address: Outcome("deferred", "4.4.1", error) for r in rcpts}
 
