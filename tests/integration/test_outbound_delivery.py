@@ -170,8 +170,9 @@ def test_queue_cli(tmp_path: Path, dns: LocalDNS) -> None:
         submit(sender, [f"dave@{REMOTE}"], b"Subject: q2\r\n\r\nbody\r\n")
         listing = str(
             wait_until(
-                lambda: (out := sender.cli("queue", "list")) and out.count("attempts=1") == 2
-                and out,
+                lambda: (
+                    (out := sender.cli("queue", "list")) and out.count("attempts=1") == 2 and out
+                ),
                 what="two failed attempts",
             )
         )

@@ -150,9 +150,7 @@ async def test_null_mx_bounces_at_once(store: Store, config: Config, dns: LocalD
     assert bounce.startswith(b"Return-Path: <>\r\n")
 
 
-async def test_nxdomain_bounces_and_null_sender_gets_nothing(
-    store: Store, config: Config
-) -> None:
+async def test_nxdomain_bounces_and_null_sender_gets_nothing(store: Store, config: Config) -> None:
     await store.enqueue("", [QueuedRecipient("bob@nowhere.test")], MSG)
     await store.enqueue("alice@example.org", [QueuedRecipient("x@nowhere.test")], MSG)
     await run_round(store, config, Clock())
