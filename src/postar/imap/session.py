@@ -69,6 +69,7 @@ from postar.imap.response import (
 )
 from postar.imap.sequence import SequenceSet
 from postar.mime.structure import ParsedMessage
+from postar.net.connection import IdleTimeout, ShuttingDown, TLSHandshakeError
 from postar.store.interface import Store, StoreError
 from postar.store.model import RESYNC_ALL, SYSTEM_FLAGS, Account, MailboxChange
 
@@ -271,8 +272,6 @@ class ImapSession:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        from postar.net.connection import IdleTimeout, ShuttingDown, TLSHandshakeError
-
         try:
             await self.send(
                 Untagged(
@@ -347,7 +346,7 @@ class ImapSession:
             log.warning("imap store refused", extra={"conn": self.conn.conn_id, "err": str(exc)})
             tagged = Tagged(command.tag, Status.NO, "Operation failed", Code.SERVERBUG)
             ok = False
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError, ShuttingDown):
             raise
         except Exception:
             # A bug: keep the traceback in the log, give the client no internals.
