@@ -24,6 +24,8 @@ class Received:
     content: bytes
     mail_options: list[str]
     rcpt_options: list[list[str]]
+    tls: bool = False  # the session ran STARTTLS
+    auth_data: Any = None  # what the authenticator returned for the session's AUTH
 
 
 @dataclass
@@ -57,6 +59,8 @@ class _Handler:
                     bytes(envelope.original_content or envelope.content),
                     list(envelope.mail_options),
                     [list(o) for o in envelope.rcpt_options],
+                    tls=session.ssl is not None,
+                    auth_data=session.auth_data,
                 )
             )
         return "250 2.0.0 accepted"
