@@ -7,6 +7,7 @@ word (RFC 5321 4.5.3.2 timeouts); `GarbagePeer` answers with bytes that are no S
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ class _Handler:
     # Replies to hand out, in order, before answering 250: for RCPT by recipient, for DATA.
     rcpt_script: dict[str, list[str]] = field(default_factory=dict)
     data_script: list[str] = field(default_factory=list)
+    # Seconds to sit on the next message after recording it, before answering 250 (once):
+    # the window in which a test kills the sender.
+    data_delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
@@ -63,6 +67,9 @@ class _Handler:
                     auth_data=session.auth_data,
                 )
             )
+            delay, self.data_delay = self.data_delay, 0.0
+        if delay:
+            await asyncio.sleep(delay)
         return "250 2.0.0 accepted"
 
 
