@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for wl in workloads:
             t = time.monotonic()
-            ctx.budget_end = t + plan.budget.get(wl, float("inf"))
+            ctx.budget = plan.budget.get(wl, float("inf"))
+            ctx.budget_started = False
+            ctx.budget_end = float("inf")
             log(f"=== {wl} (budget {plan.budget.get(wl, 0):.0f} s) ===")
             try:
                 RUNNERS[wl](ctx)
