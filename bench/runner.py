@@ -204,7 +204,9 @@ def run_smtp(ctx: Context) -> None:
                             t,
                             case,
                             files[case.size],
-                            ctx.bounded(plan.smtp_deadline),
+                            # round 1 always gets the plan's deadlines: figures
+                            # cut short by a budget would be no figures at all
+                            plan.smtp_deadline if rnd == 0 else ctx.bounded(plan.smtp_deadline),
                             counters[t.name],
                         ),
                     )
@@ -392,7 +394,7 @@ def run_memory(ctx: Context) -> None:
                         t,
                         USERS[2:],
                         plan.memory_steps,
-                        ctx.bounded(plan.memory_deadline, share * len(plan.memory_steps)),
+                        ctx.bounded(plan.memory_deadline, share),
                     ),
                 )
                 for s in steps or []:
