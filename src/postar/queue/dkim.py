@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
 
-import dkim
+import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import ssl
@@ -192,9 +193,12 @@ class OutboundWorker:
                 continue
             task = asyncio.create_task(self._attempt_guarded(entry))
             self._tasks[entry.id] = task
-            task.add_done_callback(lambda _t, i=entry.id: self._tasks.pop(i, None))
+            task.add_done_callback(functools.partial(self._forget, entry.id))
             started += 1
         return started
+
+    def _forget(self, entry_id: int, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(entry_id, None)
 
     async def drain(self) -> None:
         """Wait for every delivery in flight (tests, `queue flush` in-process)."""
