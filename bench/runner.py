@@ -64,6 +64,7 @@ class Context:
     budget_end: float = float("inf")  # time.monotonic() at which the current workload is over
     budget: float = float("inf")  # seconds for the current workload, from its first start
     budget_started: bool = False
+    _round_t0: float = 0.0
 
     def remaining(self) -> float:
         return self.budget_end - time.monotonic()
@@ -72,9 +73,13 @@ class Context:
         """A deadline of at most `seconds`, and at most 1/share of the budget left."""
         return max(1.0, min(seconds, self.remaining() / max(1, share)))
 
-    def more_rounds(self, workload: str, rnd: int, need: float) -> bool:
-        """Whether round `rnd` (0-based) still fits; if not, say so once."""
-        if rnd == 0 or self.remaining() >= need:
+    def more_rounds(self, workload: str, rnd: int) -> bool:
+        """Whether round `rnd` (0-based) still fits, judged by how long the last one took;
+        if not, say so once."""
+        now = time.monotonic()
+        last = now - self._round_t0
+        if rnd == 0 or self.remaining() >= last:
+            self._round_t0 = now
             return True
         self.notes.append(
             f"{workload}: rounds {rnd + 1}+ skipped, the workload's time budget was spent"
@@ -191,16 +196,15 @@ def run_smtp(ctx: Context) -> None:
         counters = {}
         for t in targets:
             counters[t.name] = ctx.guard("smtp", t, lambda t=t: smtp_load.Counter(t))
-        per_round = len(plan.smtp_cases) * max(1, len(targets))
         for rnd in range(plan.rounds):
-            if not ctx.more_rounds("smtp", rnd, 10.0 * per_round):
+            if not ctx.more_rounds("smtp", rnd):
                 break
             for case in plan.smtp_cases:
                 for t in ctx.ok(targets):
                     r = ctx.guard(
                         "smtp",
                         t,
-                        lambda t=t, case=case: smtp_load.run_case(
+                        lambda t=t, case=case, rnd=rnd: smtp_load.run_case(
                             t,
                             case,
                             files[case.size],
@@ -269,7 +273,7 @@ def run_imap(ctx: Context) -> None:
                 if n < len(mailbox):
                     ctx.notes.append(f"imap: {t.name} took only {n}/{len(mailbox)} seed messages")
         for rnd in range(plan.rounds):
-            if not ctx.more_rounds("imap", rnd, (plan.imap_seconds + 15) * len(targets)):
+            if not ctx.more_rounds("imap", rnd):
                 break
             for t in ctx.ok(targets):
                 r = ctx.guard(
@@ -344,7 +348,7 @@ def run_pop3(ctx: Context) -> None:
                 ctx.notes.append(f"pop3: {t.name} took only {n}/{len(mailbox)} messages")
         # One download is short (well under a second): more rounds for a steadier median.
         for rnd in range(plan.rounds + 2):
-            if not ctx.more_rounds("pop3", rnd, 5.0 * len(targets)):
+            if not ctx.more_rounds("pop3", rnd):
                 break
             for t in ctx.ok(targets):
                 r = ctx.guard(
