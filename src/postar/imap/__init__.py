@@ -12,19 +12,17 @@ Modules
   `dates`: date-time and search dates; `state`: the state table; `limits`: `ImapLimits`;
   `testing`: helpers to drive the receiver in tests.
 
-A server loop (the behaviour half, not here)
---------------------------------------------
-    receiver.receive_data(data)
-    while (event := receiver.next_command()) is not NEED_DATA:
-        if isinstance(event, NeedContinuation): write(encoder.encode(Continuation(event.text)))
-        elif isinstance(event, ParseError):
-            write(encoder.error(event)); close if event.fatal
-        elif (rejection := state.admit(current, event)) is not None:
-            write(encoder.encode(rejection))
-        else: execute(event), writing encoder.chunks(response) for each response;
-              current = state.after(current, event, ok=...)
-After ENABLE UTF8=ACCEPT / IMAP4rev2 set `receiver.utf8 = encoder.utf8 = True`; after STARTTLS
-or COMPRESS call `receiver.discard_buffer()`.
+The behaviour half
+-----------------
+- `session`: `ImapSession`, the loop above over a transport and the store: authentication,
+  STARTTLS, ENABLE, SELECT, IDLE, untagged news; `server`: `IMAPServer` for the imap/imaps roles.
+- `mailbox_view`: the selected mailbox's UID <-> sequence map and pending news (EXISTS, flag
+  changes, EXPUNGE held back during FETCH/STORE/SEARCH, RFC 9051 7.5.1).
+- `mailbox_exec` (LIST, LSUB, STATUS, CREATE, DELETE, RENAME, (UN)SUBSCRIBE), `message_exec`
+  (APPEND, STORE, COPY, MOVE, EXPUNGE), `fetch_exec` (FETCH from the stored parse and ranged
+  blob reads), `search_exec` (SEARCH/ESEARCH/SEARCHRES over flags, headers and the FTS index);
+  `capabilities`: what is advertised (only what works).
+Not served yet: SORT, THREAD, QUOTA, COMPRESS=DEFLATE, OBJECTID (STATUS MAILBOXID), LITERAL-.
 
 RFC coverage (grammar and encoding)
 -----------------------------------
