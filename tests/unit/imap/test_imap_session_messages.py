@@ -45,8 +45,7 @@ async def test_append_then_fetch_everything(tmp_path: Path) -> None:
         assert b"RFC822.SIZE %d" % len(raw) in answer
         assert (
             b'ENVELOPE ("Mon, 7 Feb 2022 21:52:25 -0800" "appended" '
-            b'(("Bob Example" NIL "bob" "example.net"))'
-            in answer
+            b'(("Bob Example" NIL "bob" "example.net"))' in answer
         )
         answer = await c.command(b"a4 FETCH 1 BODY.PEEK[]")
         assert b"BODY[] {%d}\r\n" % len(raw) + raw + b")" in answer
@@ -86,8 +85,7 @@ async def test_body_sections_and_partial(tmp_path: Path) -> None:
         answer = await c.command(b"a2 FETCH 1 BODY.PEEK[HEADER.FIELDS (Subject From)]")
         assert (
             b"BODY[HEADER.FIELDS (Subject From)] {51}\r\n"
-            b"From: Carol <carol@example.net>\r\nSubject: parts\r\n\r\n"
-            in answer
+            b"From: Carol <carol@example.net>\r\nSubject: parts\r\n\r\n" in answer
         )
         answer = await c.command(
             b"a3 FETCH 1 BODY.PEEK[HEADER.FIELDS.NOT (Subject From To Date MIME-Version)]"
