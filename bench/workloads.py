@@ -96,7 +96,7 @@ QUICK = Plan(
     large_messages=10_000,
     large_load_deadline=40.0,
     large_deadline=20.0,
-    budget={"smtp": 25, "imap": 30, "pop3": 10, "memory": 35, "large": 15},
+    budget={"smtp": 25, "imap": 40, "pop3": 10, "memory": 35, "large": 15},
 )
 
 
