@@ -22,9 +22,13 @@ from tests.support.mailclients import (
     blob_files,
     client_lines,
     client_tls_context,
+    crlf,
     pop3_count,
     pop3_messages,
+    require_program,
+    run,
     running_server,
+    self_signed_cert,
     server_replies,
     strip_trace,
     swaks,
@@ -341,3 +345,43 @@ def test_smtplib_plain_smtp_multiple_recipients(postar: PostarServer) -> None:
     for user in (ALICE, BOB):
         [raw] = pop3_messages(postar, user)
         assert strip_trace(raw)[1] == message
+
+
+# ---- msmtp ------------------------------------------------------------------------------------
+def _msmtp(
+    server: PostarServer, tmp_path: Path, tls: str, message: bytes, auth: str = "on"
+) -> tuple[int, str]:
+    """msmtp as a sendmail replacement: config file, TLS mode, AUTH, message on stdin."""
+    require_program("msmtp")
+    port = server.ports["submissions" if tls == "implicit" else "submission"]
+    rc = tmp_path / f"msmtprc-{tls}"
+    rc.write_text(
+        f"account default\nhost 127.0.0.1\nport {port}\nfrom {ALICE}\n"
+        f"auth {auth}\nuser {ALICE}\npassword {PASSWORD}\n"
+        f"tls {'off' if tls == 'none' else 'on'}\n"
+        f"tls_starttls {'on' if tls == 'starttls' else 'off'}\n"
+        f"tls_trust_file {self_signed_cert(server)}\ntimeout 15\n"
+    )
+    rc.chmod(0o600)  # msmtp refuses a config file with a password that others can read
+    done = run(["msmtp", "-C", str(rc), BOB], input_bytes=message)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_msmtp_submission(strict: PostarServer, tmp_path: Path, tls: str) -> None:
+    # A Unix file: LF line ends and a line starting with a dot; msmtp puts it on the wire.
+    message = f"Subject: msmtp {tls}\nFrom: {ALICE}\n\nhello\n.a dot line\nbye\n".encode()
+    code, log = _msmtp(strict, tmp_path, tls, message)
+    assert code == 0, log
+    bodies = [strip_trace(raw)[1] for raw in pop3_messages(strict, BOB, stls=True)]
+    # msmtp adds Date and Message-ID in front; the rest arrives as a CRLF copy of the file.
+    assert any(body.endswith(b"\r\n" + crlf(message)) for body in bodies)
+
+
+def test_msmtp_plain_auth_without_tls_refused(strict: PostarServer, tmp_path: Path) -> None:
+    # SCRAM may log in without TLS (no password crosses the wire); PLAIN may not.
+    code, log = _msmtp(strict, tmp_path, "none", b"Subject: never\n\nnever\n", auth="plain")
+    assert code != 0
+    assert "PLAIN" in log, log
+    code, log = _msmtp(strict, tmp_path, "none", b"Subject: scram\n\nscram\n", auth="scram-sha-256")
+    assert code == 0, log
