@@ -20,9 +20,10 @@ The behaviour half
   changes, EXPUNGE held back during FETCH/STORE/SEARCH, RFC 9051 7.5.1).
 - `mailbox_exec` (LIST, LSUB, STATUS, CREATE, DELETE, RENAME, (UN)SUBSCRIBE), `message_exec`
   (APPEND, STORE, COPY, MOVE, EXPUNGE), `fetch_exec` (FETCH from the stored parse and ranged
-  blob reads), `search_exec` (SEARCH/ESEARCH/SEARCHRES over flags, headers and the FTS index);
+  blob reads), `search_exec` (SEARCH/ESEARCH/SEARCHRES over flags, headers and the FTS index),
+  `sort_exec` (SORT/THREAD glue) over `ordering` (RFC 5256 algorithms, no I/O);
   `capabilities`: what is advertised (only what works).
-Not served yet: SORT, THREAD, QUOTA, COMPRESS=DEFLATE, OBJECTID (STATUS MAILBOXID), LITERAL-.
+Not served yet: QUOTA, COMPRESS=DEFLATE, OBJECTID (STATUS MAILBOXID), LITERAL-.
 
 RFC coverage (grammar and encoding)
 -----------------------------------

@@ -31,6 +31,11 @@ _AUTHENTICATED = (
     "MULTIAPPEND",
     "UTF8=ACCEPT",
     "WITHIN",
+    # RFC 5256 and RFC 5957 (DISPLAYFROM/DISPLAYTO): sort_exec.
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
 )
 
 # RFC 5161: the capabilities a client may ENABLE.

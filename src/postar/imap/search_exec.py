@@ -137,7 +137,7 @@ class _Evaluator:
         raise TypeError(f"unknown search key {key!r}")
 
 
-def _uses_modseq(key: k.SearchKey) -> bool:
+def uses_modseq(key: k.SearchKey) -> bool:
     return any(isinstance(n, k.ModSeq) for n in _walk(key))
 
 
@@ -158,7 +158,7 @@ async def run_search(session: ImapSession, criteria: k.SearchKey) -> list[tuple[
 
 async def search(session: ImapSession, command: c.Search) -> Tagged:
     view = session.selected()
-    modseq_used = _uses_modseq(command.criteria)
+    modseq_used = uses_modseq(command.criteria)
     if modseq_used:
         session.condstore = True  # RFC 7162 3.1
     hits = await run_search(session, command.criteria)

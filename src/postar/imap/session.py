@@ -68,6 +68,7 @@ from postar.imap.response import (
     Untagged,
 )
 from postar.imap.sequence import SequenceSet
+from postar.imap.sort_exec import SortCache
 from postar.mime.structure import ParsedMessage
 from postar.net.connection import IdleTimeout, ShuttingDown, TLSHandshakeError
 from postar.store.interface import Store, StoreError
@@ -180,6 +181,7 @@ class ImapSession:
         self._watcher: asyncio.Task[None] | None = None
         self._changes: AsyncIterator[MailboxChange] | None = None
         self._parsed_cache: dict[str, ParsedMessage] = {}
+        self.sort_cache = SortCache()  # SORT/THREAD keys by blob id (RFC 5256)
 
     # -- helpers for the command modules ------------------------------------------------------
 
@@ -408,7 +410,7 @@ class ImapSession:
     # -- dispatch ------------------------------------------------------------------------------
 
     async def dispatch(self, command: c.Command) -> Tagged | None:
-        from postar.imap import fetch_exec, mailbox_exec, message_exec, search_exec
+        from postar.imap import fetch_exec, mailbox_exec, message_exec, search_exec, sort_exec
 
         tag = command.tag
         match command:
@@ -475,8 +477,10 @@ class ImapSession:
                 return await search_exec.search(self, command)
             case c.Compress():
                 raise no("COMPRESS is not supported", Code.CANNOT)
-            case c.Sort() | c.Thread():
-                raise bad(f"{command.name} is not supported")
+            case c.Sort():
+                return await sort_exec.sort(self, command)
+            case c.Thread():
+                return await sort_exec.thread(self, command)
         raise bad("Command not supported")
 
     # -- not authenticated ---------------------------------------------------------------------
