@@ -21,9 +21,9 @@ The behaviour half
 - `mailbox_exec` (LIST, LSUB, STATUS, CREATE, DELETE, RENAME, (UN)SUBSCRIBE), `message_exec`
   (APPEND, STORE, COPY, MOVE, EXPUNGE), `fetch_exec` (FETCH from the stored parse and ranged
   blob reads), `search_exec` (SEARCH/ESEARCH/SEARCHRES over flags, headers and the FTS index),
-  `sort_exec` (SORT/THREAD glue) over `ordering` (RFC 5256 algorithms, no I/O);
+  `sort_exec` (SORT/THREAD glue) over `ordering` (RFC 5256 algorithms, no I/O), `quota_exec`;
   `capabilities`: what is advertised (only what works).
-Not served yet: QUOTA, COMPRESS=DEFLATE, OBJECTID (STATUS MAILBOXID), LITERAL-.
+Not served yet: COMPRESS=DEFLATE, OBJECTID (STATUS MAILBOXID), LITERAL-.
 
 RFC coverage (grammar and encoding)
 -----------------------------------

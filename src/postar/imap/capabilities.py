@@ -36,6 +36,9 @@ _AUTHENTICATED = (
     "SORT=DISPLAY",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
+    # RFC 9208: quota_exec; STORAGE is the one resource (with STATUS DELETED-STORAGE).
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
 )
 
 # RFC 5161: the capabilities a client may ENABLE.

@@ -177,16 +177,18 @@ async def list_mailboxes(session: ImapSession, command: c.List | c.Lsub) -> Tagg
         mailbox = mailboxes.get(name)
         if ret.status and mailbox is not None and not mailbox.noselect:
             # RFC 5819: a STATUS response follows the LIST response of each selectable one.
-            await session.send(_status_data(session, mailbox, ret.status))
+            await session.send(await _status_data(session, mailbox, ret.status))
     return Tagged(command.tag, S.OK, "LIST completed")
 
 
 # -- STATUS -----------------------------------------------------------------------------------
 
 
-def _status_data(
+async def _status_data(
     session: ImapSession, mailbox: Mailbox, items: tuple[c.StatusItem, ...]
 ) -> StatusData:
+    from postar.imap.quota_exec import kib_up
+
     values = {
         c.StatusItem.MESSAGES: mailbox.messages,
         c.StatusItem.UIDNEXT: mailbox.uidnext,
@@ -198,6 +200,11 @@ def _status_data(
         c.StatusItem.HIGHESTMODSEQ: mailbox.highestmodseq,
         c.StatusItem.APPENDLIMIT: session.settings.limits.max_literal_size,
     }
+    if c.StatusItem.DELETED_STORAGE in items:
+        # RFC 9208 4.2.3: what EXPUNGE would reclaim, in the STORAGE resource's 1024-octet units.
+        records = await session.store.list_messages(mailbox.id)
+        reclaim = sum(r.size for r in records if "\\Deleted" in r.flags)
+        values[c.StatusItem.DELETED_STORAGE] = kib_up(reclaim)
     out = [(item, values[item]) for item in items if item in values]
     return StatusData(mailbox.name, tuple(out))
 
@@ -205,7 +212,7 @@ def _status_data(
 async def status(session: ImapSession, command: c.Status) -> Tagged:
     from postar.imap.session import bad, no
 
-    unsupported = {c.StatusItem.MAILBOXID, c.StatusItem.DELETED_STORAGE} & set(command.items)
+    unsupported = {c.StatusItem.MAILBOXID} & set(command.items)
     if unsupported:
         raise bad("Unsupported STATUS item")
     if c.StatusItem.HIGHESTMODSEQ in command.items:
@@ -213,7 +220,7 @@ async def status(session: ImapSession, command: c.Status) -> Tagged:
     mailbox = await session.store.get_mailbox(session.account_id, command.mailbox)
     if mailbox is None or mailbox.noselect:
         raise no("No such mailbox", Code.NONEXISTENT)
-    await session.send(_status_data(session, mailbox, command.items))
+    await session.send(await _status_data(session, mailbox, command.items))
     return Tagged(command.tag, S.OK, "STATUS completed")
 
 

@@ -410,7 +410,14 @@ class ImapSession:
     # -- dispatch ------------------------------------------------------------------------------
 
     async def dispatch(self, command: c.Command) -> Tagged | None:
-        from postar.imap import fetch_exec, mailbox_exec, message_exec, search_exec, sort_exec
+        from postar.imap import (
+            fetch_exec,
+            mailbox_exec,
+            message_exec,
+            quota_exec,
+            search_exec,
+            sort_exec,
+        )
 
         tag = command.tag
         match command:
@@ -462,7 +469,7 @@ class ImapSession:
             case c.Create() | c.Delete() | c.Rename() | c.Subscribe() | c.Unsubscribe():
                 return await mailbox_exec.manage(self, command)
             case c.GetQuota() | c.GetQuotaRoot() | c.SetQuota():
-                raise bad("QUOTA is not supported")
+                return await quota_exec.quota(self, command)
             case c.Append():
                 return await message_exec.append(self, command)
             case c.Expunge() | c.UidExpunge():
