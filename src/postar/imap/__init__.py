@@ -23,7 +23,7 @@ The behaviour half
   blob reads), `search_exec` (SEARCH/ESEARCH/SEARCHRES over flags, headers and the FTS index),
   `sort_exec` (SORT/THREAD glue) over `ordering` (RFC 5256 algorithms, no I/O), `quota_exec`;
   `capabilities`: what is advertised (only what works).
-Not served yet: COMPRESS=DEFLATE, OBJECTID (STATUS MAILBOXID), LITERAL-.
+Not served yet: COMPRESS=DEFLATE, LITERAL-.
 
 RFC coverage (grammar and encoding)
 -----------------------------------

@@ -39,6 +39,8 @@ _AUTHENTICATED = (
     # RFC 9208: quota_exec; STORAGE is the one resource (with STATUS DELETED-STORAGE).
     "QUOTA",
     "QUOTA=RES-STORAGE",
+    # RFC 8474: MAILBOXID (SELECT, STATUS, CREATE), EMAILID/THREADID (FETCH, SEARCH).
+    "OBJECTID",
 )
 
 # RFC 5161: the capabilities a client may ENABLE.

@@ -8,12 +8,13 @@ match that account's mailboxes (the store holds no paths, only names per account
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from postar.imap import commands as c
-from postar.imap.codes import Code
+from postar.imap.codes import Code, MailboxId
 from postar.imap.fetch import FetchItem
 from postar.imap.mailbox_view import MailboxView
 from postar.imap.response import (
@@ -61,6 +62,20 @@ def store_error(exc: StoreError) -> CommandError:
     if isinstance(exc, QuotaExceeded):
         return no("Quota exceeded", Code.OVERQUOTA)
     return no("Operation failed", Code.SERVERBUG)
+
+
+# -- object ids -------------------------------------------------------------------------------
+
+
+def mailbox_object_id(mailbox: Mailbox) -> str:
+    """RFC 8474 4.1 MAILBOXID: stable across RENAME, never reused for another mailbox.
+
+    Derived from the row id (kept by RENAME) and UIDVALIDITY (kept by RENAME, and unique
+    across the database, so a reused row id still yields a new value); hashed so clients
+    see an opaque objectid ("F" + 24 hex digits fits its 1-255 [A-Za-z0-9_-]).
+    """
+    digest = hashlib.blake2b(f"{mailbox.id}.{mailbox.uidvalidity}".encode(), digest_size=12)
+    return "F" + digest.hexdigest()
 
 
 # -- patterns ---------------------------------------------------------------------------------
@@ -189,7 +204,8 @@ async def _status_data(
 ) -> StatusData:
     from postar.imap.quota_exec import kib_up
 
-    values = {
+    values: dict[c.StatusItem, int | str] = {
+        c.StatusItem.MAILBOXID: mailbox_object_id(mailbox),
         c.StatusItem.MESSAGES: mailbox.messages,
         c.StatusItem.UIDNEXT: mailbox.uidnext,
         c.StatusItem.UIDVALIDITY: mailbox.uidvalidity,
@@ -210,11 +226,8 @@ async def _status_data(
 
 
 async def status(session: ImapSession, command: c.Status) -> Tagged:
-    from postar.imap.session import bad, no
+    from postar.imap.session import no
 
-    unsupported = {c.StatusItem.MAILBOXID} & set(command.items)
-    if unsupported:
-        raise bad("Unsupported STATUS item")
     if c.StatusItem.HIGHESTMODSEQ in command.items:
         session.condstore = True  # RFC 7162 3.1: a CONDSTORE-enabling command
     mailbox = await session.store.get_mailbox(session.account_id, command.mailbox)
@@ -251,7 +264,11 @@ async def manage(
                 existing = await store.get_mailbox(account, name)
                 if existing is not None and not existing.noselect:
                     raise no("Mailbox already exists", Code.ALREADYEXISTS)
-                await store.create_mailbox(account, name, use)
+                created = await store.create_mailbox(account, name, use)
+                # RFC 8474 4.1: the tagged OK of CREATE names the new mailbox's id.
+                return Tagged(
+                    command.tag, S.OK, "CREATE completed", MailboxId(mailbox_object_id(created))
+                )
             case c.Delete():
                 name = command.mailbox
                 if name.upper() == "INBOX":

@@ -100,7 +100,8 @@ class ListData:
 @dataclass(frozen=True)
 class StatusData:
     mailbox: str
-    items: tuple[tuple[StatusItem, int], ...]
+    # Numbers, except MAILBOXID's objectid (RFC 8474 4.2: "MAILBOXID" SP "(" objectid ")").
+    items: tuple[tuple[StatusItem, int | str], ...]
 
 
 @dataclass(frozen=True)
@@ -421,7 +422,12 @@ class ResponseEncoder:
         if isinstance(r, ListData):
             return self._list(r)
         if isinstance(r, StatusData):
-            items = b" ".join(b"%s %d" % (k.value.encode(), v) for k, v in r.items)
+            items = b" ".join(
+                b"%s (%s)" % (k.value.encode(), v.encode())
+                if isinstance(v, str)
+                else b"%s %d" % (k.value.encode(), v)
+                for k, v in r.items
+            )
             return b"* STATUS " + self.mailbox(r.mailbox) + b" (" + items + b")"
         if isinstance(r, SearchData):
             mod = b" (MODSEQ %d)" % r.modseq if r.modseq is not None else b""

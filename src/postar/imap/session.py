@@ -39,6 +39,7 @@ from postar.imap.capabilities import ENABLEABLE, capabilities
 from postar.imap.codes import (
     CapabilityCode,
     Code,
+    MailboxId,
     PermanentFlags,
     ResponseCode,
     highest_modseq,
@@ -617,6 +618,8 @@ class ImapSession:
                 PermanentFlags(() if command.read_only else PERMANENT_FLAGS),
             ),
             Untagged(Status.OK, "Highest", highest_modseq(mailbox.highestmodseq)),
+            # RFC 8474 4.1: SELECT/EXAMINE name the mailbox's id.
+            Untagged(Status.OK, "Mailbox id", MailboxId(mailbox_exec.mailbox_object_id(mailbox))),
         ]
         if self.rev2:
             # RFC 9051 6.3.2: a LIST response with the mailbox name is required.
