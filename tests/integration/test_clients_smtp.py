@@ -200,6 +200,8 @@ def test_relay_with_auth_accepted_and_not_delivered_locally(postar: PostarServer
     # Queued for the outbound queue, not stored in any local mailbox.
     assert pop3_count(postar, ALICE) == 0
     assert pop3_count(postar, BOB) == 0
+    # It waits in the durable outbound queue (the test server's DNS is unreachable).
+    assert FOREIGN in postar.cli("queue", "list")
 
 
 def test_submission_without_auth_refused_530(postar: PostarServer) -> None:

@@ -55,6 +55,11 @@ class PostarServer:
         self.ports = {role: free_port() for role in roles}
         self.log_path = root / "server.log"
         listen = "\n".join(f'{r} = "127.0.0.1:{p}"' for r, p in self.ports.items())
+        if "[dns]" not in extra_config:
+            # No test server asks the machine's resolver: lookups go to a closed loopback
+            # port and fail fast as temporary errors (mail to foreign domains stays queued).
+            extra_config += f'\n[dns]\nnameservers = ["127.0.0.1:{free_port()}"]\ntimeout = 1.0\n'
+
         self.config_path.write_text(
             f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n'
             f"{extra_config}\n[listen]\n{listen}\n"
