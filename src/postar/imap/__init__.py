@@ -22,8 +22,9 @@ The behaviour half
   (APPEND, STORE, COPY, MOVE, EXPUNGE), `fetch_exec` (FETCH from the stored parse and ranged
   blob reads), `search_exec` (SEARCH/ESEARCH/SEARCHRES over flags, headers and the FTS index),
   `sort_exec` (SORT/THREAD glue) over `ordering` (RFC 5256 algorithms, no I/O), `quota_exec`;
+  `compress`: the COMPRESS=DEFLATE transport wrapped around the connection;
   `capabilities`: what is advertised (only what works).
-Not served yet: COMPRESS=DEFLATE, LITERAL-.
+Not served yet: LITERAL-.
 
 RFC coverage (grammar and encoding)
 -----------------------------------

@@ -41,6 +41,8 @@ _AUTHENTICATED = (
     "QUOTA=RES-STORAGE",
     # RFC 8474: MAILBOXID (SELECT, STATUS, CREATE), EMAILID/THREADID (FETCH, SEARCH).
     "OBJECTID",
+    # RFC 4978: compress.DeflateTransport.
+    "COMPRESS=DEFLATE",
 )
 
 # RFC 5161: the capabilities a client may ENABLE.

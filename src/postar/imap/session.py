@@ -47,6 +47,7 @@ from postar.imap.codes import (
     uid_validity,
     unseen,
 )
+from postar.imap.compress import DeflateTransport
 from postar.imap.errors import ParseError
 from postar.imap.limits import ImapLimits, LiteralMode
 from postar.imap.mailbox_view import MailboxGone, MailboxView
@@ -484,7 +485,8 @@ class ImapSession:
             case c.Search():
                 return await search_exec.search(self, command)
             case c.Compress():
-                raise no("COMPRESS is not supported", Code.CANNOT)
+                await self.compress(command)
+                return None
             case c.Sort():
                 return await sort_exec.sort(self, command)
             case c.Thread():
@@ -501,6 +503,19 @@ class ImapSession:
         # RFC 9051 11.1: anything the client sent before the handshake is discarded.
         self.receiver.discard_buffer()
         await self.conn.start_tls()
+
+    async def compress(self, command: c.Compress) -> None:
+        """RFC 4978 section 3: OK in clear, then deflate both ways from the next octet."""
+        if isinstance(self.conn, DeflateTransport):
+            raise no("Compression is already active", Code.COMPRESSIONACTIVE)
+        if command.mechanism.upper() != "DEFLATE":
+            raise bad("Unknown compression mechanism")
+        await self.send(Tagged(command.tag, Status.OK, "DEFLATE active"))
+        await self.flush()
+        # Bytes the client sent before seeing the OK were not compressed and cannot be taken
+        # as commands of the compressed stream (the same rule as STARTTLS, RFC 9051 11.1).
+        self.receiver.discard_buffer()
+        self.conn = DeflateTransport(self.conn)
 
     async def login(self, command: c.Login) -> Tagged:
         result = await self.auth.login(
