@@ -180,10 +180,15 @@ class RelayConfig:
     password: str = ""
     # The smarthost (and AUTH) only over TLS: STARTTLS required, certificate verified.
     require_tls: bool = True
-    # PEM CA bundle to verify the smarthost's certificate with (a private CA); default: system's.
+    # PEM CA bundle for every certificate the outbound side verifies: the smarthost's, MTA-STS
+    # policy hosts' and MTA-STS MX hosts' (a private CA, or a test CA); default: system's.
     ca_file: Path | None = None
     # Destination port for MX delivery. 25 on the Internet; other values are a test/staging aid.
     mx_port: int = 25
+    # RFC 8461: honour recipient domains' MTA-STS policies on MX delivery.
+    mta_sts: bool = True
+    # HTTPS port of mta-sts.<domain> policy hosts. 443 on the Internet; a test aid otherwise.
+    mta_sts_port: int = 443
     # Per-domain next hops, recipient domain -> "host:port": no MX lookup for that domain.
     routes: dict[str, str] = field(default_factory=dict)
 

@@ -15,6 +15,12 @@ Theory of operation:
 - A hop that could not be reached is "dead" for a short while (Postfix's dead-destination
   cache): entries for it are deferred without connecting, so 10,000 messages to a dead host
   take no connection slots from other destinations.
+- MTA-STS (RFC 8461, mtasts.py): for MX hops, the recipient domain's policy is looked up
+  before taking a connection slot. "enforce": only MX hosts the policy names, STARTTLS with a
+  certificate verified for the MX name, else the next host; none left means deferral (4.7.5),
+  never a bounce, and never the dead-hop cache (the host answered). "testing": a verified
+  session is tried first and its failure logged, then delivery proceeds opportunistically.
+  Pooled connections remember whether they were verified; enforce reuses only those.
 - Retries (RFC 5321 4.5.4.1): 4xx and connection failures retry after retry_first_seconds,
   doubling up to retry_max_seconds; a delay DSN after delay_warning_seconds, a failure DSN
   after give_up_seconds (RFC 3464, dsn.py). 5xx fails the recipient at once.
@@ -45,6 +51,7 @@ from postar.queue.client import (
 )
 from postar.queue.dkim import Signer
 from postar.queue.dsn import RecipientStatus, build_dsn, wants_notice
+from postar.queue.mtasts import HTTPSFetcher, Policy, PolicyCache
 from postar.queue.mx import DNSError, DNSPythonResolver, Resolver, address_literal, mx_hosts
 from postar.store.interface import NotFound, QuotaExceeded, Store
 from postar.store.model import DeliveryTarget, QueuedRecipient, QueueEntry
@@ -82,6 +89,7 @@ class Outcome:
 class _Pooled:
     client: SMTPClient
     since: float
+    verified: bool = False  # STARTTLS with the certificate verified for the host name
 
 
 @dataclass
@@ -123,6 +131,7 @@ class OutboundWorker:
         *,
         resolver: Resolver | None = None,
         signer: Signer | None = None,
+        mta_sts: PolicyCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -132,6 +141,15 @@ class OutboundWorker:
         self.signer = signer or Signer(config.data_dir)
         self.directory = Directory(store)
         self.clock = clock
+        relay = config.relay
+        if mta_sts is None and relay.mta_sts:
+            fetcher = HTTPSFetcher(
+                self.resolver,
+                port=relay.mta_sts_port,
+                cafile=str(relay.ca_file) if relay.ca_file else None,
+            )
+            mta_sts = PolicyCache(self.resolver, fetcher, clock)
+        self.mta_sts = mta_sts
         self.max_in_flight = max(1, self.qc.max_connections * 2)
         self._global = asyncio.Semaphore(max(1, self.qc.max_connections))
         self._hops: dict[str, _HopState] = {}
@@ -319,6 +337,7 @@ class OutboundWorker:
             ret=entry.ret,
             envid=entry.envid,
         )
+        policy = await self._sts_policy(hop)
         async with state.sem, self._global:
             if state.dead_until > self.clock():
                 # It died while we waited for a connection slot: do not queue up behind it.
@@ -328,25 +347,73 @@ class OutboundWorker:
             except DNSError as exc:
                 kind = "failed" if exc.permanent else "deferred"
                 return {r.address: Outcome(kind, exc.enhanced, str(exc)) for r in rcpts}
+            targets = self._sts_filter(policy, hop, targets)
+            sts = policy.mode if policy is not None else None
             errors: list[str] = []
+            refused: list[str] = []
             for name, address in targets:
                 try:
-                    result, client = await self._transaction(
-                        hop, state, name, address, env, message
+                    result, client, verified = await self._transaction(
+                        hop, state, name, address, env, message, sts
                     )
                 except _HopRefused as exc:
-                    # A policy failure (require_tls, AUTH refused) is final for this attempt.
-                    return {r.address: exc.outcome for r in rcpts}
+                    if sts != "enforce":
+                        # A policy failure (require_tls, AUTH refused) is final for this attempt.
+                        return {r.address: exc.outcome for r in rcpts}
+                    # RFC 8461 4.2: this MX failed validation; the next one may pass.
+                    refused.append(exc.outcome.text)
+                    log.warning(
+                        "mta-sts refused host", extra={"host": name, "error": exc.outcome.text}
+                    )
+                    continue
                 except SMTPConnectionError as exc:
                     errors.append(str(exc))
                     log.info("queue host failed", extra={"host": name, "error": str(exc)})
                     continue
-                self._release(state, client)
+                self._release(state, client, verified)
                 return self._map_result(result, rcpts, name)
+            if refused or (sts == "enforce" and not targets):
+                # RFC 8461 5.1: no MX passed the enforced policy; defer, never bounce, and keep
+                # the hop alive (its hosts answered; a policy or certificate fix may come).
+                text = (
+                    "MTA-STS policy of "
+                    + str(hop.domain)
+                    + ": "
+                    + ("; ".join((refused + errors)[-3:]) or "no MX host matches the policy")
+                )
+                return {r.address: Outcome("deferred", "4.7.5", text) for r in rcpts}
             error = "; ".join(errors[-3:]) or "no host to try"
             state.dead_until = self.clock() + DEAD_HOP_SECONDS
             state.dead_error = error
             return {r.address: Outcome("deferred", "4.4.1", error) for r in rcpts}
+
+    async def _sts_policy(self, hop: Hop) -> Policy | None:
+        # Routes and the smarthost are the admin's choice of next hop; RFC 8461 applies to
+        # MX delivery (section 5.1), and address literals have no policy domain.
+        if self.mta_sts is None or hop.domain is None or address_literal(hop.domain):
+            return None
+        return await self.mta_sts.policy(hop.domain)
+
+    def _sts_filter(
+        self, policy: Policy | None, hop: Hop, targets: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        if policy is None:
+            return targets
+        unlisted = sorted({name for name, _ in targets if not policy.matches(name)})
+        if not unlisted:
+            return targets
+        if policy.mode == "testing":
+            # RFC 8461 5.1: testing mode delivers anyway; the mismatch is only reported.
+            log.warning(
+                "mta-sts testing: mx not in policy",
+                extra={"domain": hop.domain, "hosts": ",".join(unlisted)},
+            )
+            return targets
+        # RFC 8461 4.1: an MX host the policy does not name is not a candidate at all.
+        log.warning(
+            "mta-sts mx not in policy", extra={"domain": hop.domain, "hosts": ",".join(unlisted)}
+        )
+        return [(n, a) for n, a in targets if policy.matches(n)]
 
     def _map_result(
         self, result: TransactionResult, rcpts: list[QueuedRecipient], host: str
@@ -370,23 +437,34 @@ class OutboundWorker:
         return out
 
     async def _transaction(
-        self, hop: Hop, state: _HopState, name: str, address: str, env: Envelope, message: bytes
-    ) -> tuple[TransactionResult, SMTPClient]:
+        self,
+        hop: Hop,
+        state: _HopState,
+        name: str,
+        address: str,
+        env: Envelope,
+        message: bytes,
+        sts: str | None = None,
+    ) -> tuple[TransactionResult, SMTPClient, bool]:
         # A pooled connection first; if it died while idle, a fresh one.
         while state.idle:
             pooled = state.idle.pop()
+            if sts == "enforce" and not pooled.verified:
+                # Opened before the domain's policy applied: not good enough now.
+                asyncio.get_running_loop().create_task(pooled.client.quit())
+                continue
             try:
-                return await pooled.client.send(env, message), pooled.client
+                return await pooled.client.send(env, message), pooled.client, pooled.verified
             except SMTPConnectionError:
                 pooled.client.abort()
-        client = await self._open(hop, name, address)
+        client, verified = await self._open(hop, name, address, sts)
         try:
-            return await client.send(env, message), client
+            return await client.send(env, message), client, verified
         except BaseException:
             client.abort()
             raise
 
-    def _release(self, state: _HopState, client: SMTPClient) -> None:
+    def _release(self, state: _HopState, client: SMTPClient, verified: bool = False) -> None:
         if (
             self._stopping
             or client.transactions >= self.qc.messages_per_connection
@@ -394,7 +472,7 @@ class OutboundWorker:
         ):
             asyncio.get_running_loop().create_task(client.quit())
             return
-        state.idle.append(_Pooled(client, self.clock()))
+        state.idle.append(_Pooled(client, self.clock(), verified))
 
     def _reap_idle(self) -> None:
         now = self.clock()
@@ -407,23 +485,39 @@ class OutboundWorker:
                     keep.append(pooled)
             state.idle = keep
 
-    async def _open(self, hop: Hop, name: str, address: str) -> SMTPClient:
+    async def _open(
+        self, hop: Hop, name: str, address: str, sts: str | None = None
+    ) -> tuple[SMTPClient, bool]:
+        """A connection ready for MAIL, and whether its certificate was verified for `name`."""
         relay = self.config.relay
-        policy_tls = hop.smarthost and relay.require_tls
+        policy_tls = (hop.smarthost and relay.require_tls) or sts == "enforce"
         if hop.smarthost and hop.port == 465:
             # RFC 8314 3.3: implicit TLS on the submissions port.
             raise _HopRefused(
                 Outcome("deferred", "4.7.10", "implicit TLS smarthosts (465) are not supported")
             )
-        client = await SMTPClient.connect(address, hop.port, self.qc, name)
+        if sts == "testing":
+            # RFC 8461 5.1: find out whether the enforced policy would pass, deliver either way.
+            try:
+                return await self._connect(hop, name, address, True), True
+            except _HopRefused as exc:
+                log.warning(
+                    "mta-sts testing: would defer",
+                    extra={"domain": hop.domain, "host": name, "error": exc.outcome.text},
+                )
         try:
-            return await self._session(client, hop, name, address, policy_tls)
+            return await self._connect(hop, name, address, policy_tls), policy_tls
         except _TLSFallback:
             # RFC 7435: opportunistic TLS that fails is retried in the clear (Postfix does
             # the same), since the alternative is no delivery at all.
-            client.abort()
-            client = await SMTPClient.connect(address, hop.port, self.qc, name)
-            return await self._session(client, hop, name, address, False, try_tls=False)
+            return await self._connect(hop, name, address, False, try_tls=False), False
+
+    async def _connect(
+        self, hop: Hop, name: str, address: str, require_tls: bool, try_tls: bool = True
+    ) -> SMTPClient:
+        client = await SMTPClient.connect(address, hop.port, self.qc, name)
+        try:
+            return await self._session(client, hop, name, address, require_tls, try_tls)
         except BaseException:
             client.abort()
             raise
