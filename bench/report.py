@@ -95,6 +95,7 @@ def charts(out_dir: Path, name: str, rows: Sequence[Row]) -> list[Path]:
     except ImportError:
         return []
     made: list[Path] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
     workloads = list(dict.fromkeys(r.workload for r in rows))
     for wl in workloads:
         wrows = [r for r in rows if r.workload == wl and (r.postar or r.reference)]
