@@ -364,6 +364,8 @@ class SMTPSession:
 
     async def _over_quota(self, accounts: tuple[Account, ...], size: int) -> bool:
         for account in accounts:
+            if not account.quota_bytes:
+                continue  # unlimited: no need to ask the store what is used
             used, limit = await self.services.store.quota_usage(account.id)
             if limit and used + size > limit:
                 return True

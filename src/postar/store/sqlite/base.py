@@ -206,6 +206,18 @@ class SQLiteBase(Store):
         finally:
             conn.execute("COMMIT")
 
+    def _read_point(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a point lookup (one indexed row) on the event loop's thread.
+
+        An indexed SQLite read takes microseconds, less than the thread-pool hop and GIL
+        hand-over of _read(); RCPT and AUTH make several per message. WAL readers never wait
+        for the writer, so this cannot block the loop on a commit. Only for queries whose cost
+        does not grow with the mailbox: scans and searches stay in _read().
+        """
+        if self._executor is None:
+            raise StoreError("store is not open")
+        return self._run_read(fn)
+
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise StoreError("store is not open")

@@ -49,7 +49,7 @@ class DirectoryOps(SQLiteBase):
             ).fetchone()
             return rows.domain(row) if row else None
 
-        return await self._read(read)
+        return self._read_point(read)
 
     async def set_catch_all(self, name: str, catch_all: str | None) -> None:
         def job(tx: Tx) -> None:
@@ -130,7 +130,7 @@ class DirectoryOps(SQLiteBase):
             ).fetchone()
             return rows.account(row) if row else None
 
-        return await self._read(read)
+        return self._read_point(read)
 
     async def get_account_by_id(self, account_id: int) -> Account | None:
         def read(conn: sqlite3.Connection) -> Account | None:
@@ -139,7 +139,7 @@ class DirectoryOps(SQLiteBase):
             ).fetchone()
             return rows.account(row) if row else None
 
-        return await self._read(read)
+        return self._read_point(read)
 
     async def list_accounts(self, domain: str | None = None) -> list[Account]:
         def read(conn: sqlite3.Connection) -> list[Account]:
@@ -231,7 +231,7 @@ class DirectoryOps(SQLiteBase):
             ).fetchone()
             return rows.alias(row) if row else None
 
-        return await self._read(read)
+        return self._read_point(read)
 
     async def list_aliases(self, domain: str | None = None) -> list[Alias]:
         def read(conn: sqlite3.Connection) -> list[Alias]:

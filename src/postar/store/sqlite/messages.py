@@ -28,6 +28,8 @@ from postar.store.sqlite import ops, rows
 from postar.store.sqlite.base import SQLiteBase
 from postar.store.sqlite.writer import Tx
 
+# Blob reads up to this size run on the event loop thread (see read_blob).
+INLINE_BLOB_READ = 256 * 1024
 SEARCH_WHERE = {"text": "{headers body}", "body": "body", "header": "headers"}
 
 
@@ -179,7 +181,7 @@ class MessageOps(SQLiteBase):
         )
 
     async def get_parsed(self, blob_id: str) -> ParsedMessage:
-        row = await self._read(
+        row = self._read_point(
             lambda conn: conn.execute(
                 "SELECT parsed FROM blobs WHERE id = ?", (blob_id,)
             ).fetchone()
@@ -193,8 +195,12 @@ class MessageOps(SQLiteBase):
             raise ValueError("negative blob range")
         if self._executor is None:
             raise StoreError("store is not open")
-        loop = asyncio.get_running_loop()
         try:
+            if length is not None and length <= INLINE_BLOB_READ:
+                # A bounded read (POP3 and IMAP ask in 64 KiB pieces) is a pread from the page
+                # cache, cheaper on the loop's thread than a hop to the pool and back.
+                return self._blobs.read(blob_id, start, length)
+            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
                 self._executor, self._blobs.read, blob_id, start, length
             )
@@ -323,7 +329,7 @@ class MessageOps(SQLiteBase):
         return await self._read(read)
 
     async def quota_usage(self, account_id: int) -> tuple[int, int]:
-        row = await self._read(
+        row = self._read_point(
             lambda conn: conn.execute(
                 "SELECT used_bytes, quota_bytes FROM accounts WHERE id = ?", (account_id,)
             ).fetchone()
