@@ -194,7 +194,10 @@ class _Fetcher:
                     data = await self.section(record, parsed, legacy)
                     out.append(BodySectionItem(legacy.section, data, legacy=att))
                 elif att is FetchItem.FLAGS:
-                    out.append(FlagsItem(tuple(sorted(flags))))
+                    view = session.selected()
+                    recent = view.show_recent and record.uid in view.recent
+                    # RFC 3501 2.3.2: \Recent shows in FLAGS for a rev1 client.
+                    out.append(FlagsItem((*sorted(flags), *(("\\Recent",) if recent else ()))))
                 elif att is FetchItem.UID:
                     out.append(NumberItem(att, record.uid))
                 elif att is FetchItem.RFC822_SIZE:

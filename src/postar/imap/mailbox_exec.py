@@ -212,10 +212,15 @@ async def _status_data(
         c.StatusItem.UNSEEN: mailbox.unseen,
         c.StatusItem.DELETED: mailbox.deleted,
         c.StatusItem.SIZE: mailbox.size,
-        c.StatusItem.RECENT: 0,  # RFC 3501 only; \Recent is not kept
         c.StatusItem.HIGHESTMODSEQ: mailbox.highestmodseq,
         c.StatusItem.APPENDLIMIT: session.settings.limits.max_literal_size,
     }
+    if c.StatusItem.RECENT in items:
+        # RFC 3501 6.3.10: messages no session has claimed yet would be recent to the next
+        # SELECT (those a session holds as recent are recent to it alone).
+        mark = await session.store.claim_recent(mailbox.id, 0)
+        records = await session.store.list_messages(mailbox.id)
+        values[c.StatusItem.RECENT] = sum(1 for r in records if r.uid > mark)
     if c.StatusItem.DELETED_STORAGE in items:
         # RFC 9208 4.2.3: what EXPUNGE would reclaim, in the STORAGE resource's 1024-octet units.
         records = await session.store.list_messages(mailbox.id)
@@ -328,7 +333,7 @@ async def qresync_select(session: ImapSession, view: MailboxView, params: c.Qres
                 seq,
                 (
                     NumberItem(FetchItem.UID, uid),
-                    FlagsItem(tuple(sorted(view.flags[uid]))),
+                    FlagsItem(view.flags_of(uid)),
                     NumberItem(FetchItem.MODSEQ, view.modseqs[uid]),
                 ),
             )

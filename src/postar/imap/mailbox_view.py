@@ -35,6 +35,7 @@ from postar.imap.response import (
     FetchValue,
     FlagsItem,
     NumberItem,
+    RecentData,
     Response,
     VanishedData,
 )
@@ -60,6 +61,11 @@ class MailboxView:
     ghosts: set[int] = field(default_factory=set)
     flag_news: set[int] = field(default_factory=set)
     announced_exists: int = 0
+    # RFC 3501 \Recent, kept for this session only: the UIDs it claimed (store.claim_recent),
+    # the highest UID it has considered, and whether the client is rev1 (rev2 has no \Recent).
+    recent: set[int] = field(default_factory=set)
+    recent_top: int = 0
+    show_recent: bool = False
 
     @classmethod
     def from_records(
@@ -130,6 +136,20 @@ class MailboxView:
                 out.append((seq, uid))
         return out
 
+    def flags_of(self, uid: int) -> tuple[str, ...]:
+        r"""The FLAGS a client is told: stored flags, plus \Recent for a rev1 client."""
+        flags = sorted(self.flags[uid])
+        if self.show_recent and uid in self.recent:
+            flags.append("\\Recent")
+        return tuple(flags)
+
+    def claim_recent(self, old_mark: int) -> None:
+        """Messages above both the store's mark (before this session's claim) and what this
+        session already considered become recent to it (RFC 3501 2.3.2)."""
+        floor = max(old_mark, self.recent_top)
+        self.recent.update(self.uids[bisect.bisect_right(self.uids, floor) :])
+        self.recent_top = max(self.recent_top, self.uids[-1] if self.uids else 0)
+
     def keywords(self) -> set[str]:
         found: set[str] = set()
         for f in self.flags.values():
@@ -199,6 +219,7 @@ class MailboxView:
             for uid in gone:
                 self.flags.pop(uid, None)
                 self.modseqs.pop(uid, None)
+                self.recent.discard(uid)
                 self.flag_news.discard(uid)
             self.uids = keep
             self.ghosts.clear()
@@ -207,13 +228,16 @@ class MailboxView:
             # EXISTS never decreases without EXPUNGE (RFC 9051 7.3.1); ghosts keep the count.
             if len(self.uids) > self.announced_exists:
                 out.append(ExistsData(len(self.uids)))
+                if self.show_recent:
+                    # RFC 3501 7.3.2: the new messages are recent to this session.
+                    out.append(RecentData(len(self.recent)))
             self.announced_exists = len(self.uids)
         for uid in sorted(self.flag_news):
             seq = self.seq_of(uid)
             if seq is None or uid in self.ghosts:
                 continue
             items: list[FetchValue] = [
-                FlagsItem(tuple(sorted(self.flags[uid]))),
+                FlagsItem(self.flags_of(uid)),
                 NumberItem(FetchItem.UID, uid),
             ]
             if condstore:

@@ -128,7 +128,7 @@ async def store_flags(session: ImapSession, command: c.Store) -> Tagged:
         )
         if silent_ok:
             continue
-        items: list[FetchValue] = [FlagsItem(tuple(sorted(view.flags[uid])))]
+        items: list[FetchValue] = [FlagsItem(view.flags_of(uid))]
         if command.uid:
             items.append(NumberItem(FetchItem.UID, uid))
         if session.condstore:

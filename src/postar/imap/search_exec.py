@@ -95,7 +95,7 @@ class _Evaluator:
             has = key.flag.lower() in {f.lower() for f in flags}
             return has == key.present
         if isinstance(key, k.Recent):
-            return not key.present  # \Recent is not kept: nothing is recent, all is old
+            return (uid in self.view.recent) == key.present  # RFC 3501 \Recent, per session
         if isinstance(key, k.Numbers):
             if key.set.saved:
                 return uid in self.saved

@@ -73,7 +73,7 @@ from postar.imap.sequence import SequenceSet
 from postar.imap.sort_exec import SortCache
 from postar.mime.structure import ParsedMessage
 from postar.net.connection import IdleTimeout, ShuttingDown, TLSHandshakeError
-from postar.store.interface import Store, StoreError
+from postar.store.interface import NotFound, Store, StoreError
 from postar.store.model import RESYNC_ALL, SYSTEM_FLAGS, Account, MailboxChange
 
 log = logging.getLogger("postar.imap")
@@ -378,6 +378,8 @@ class ImapSession:
         if force or self._changed.is_set():
             self._changed.clear()
             await view.refresh(self.store)
+            if view.uids and view.uids[-1] > view.recent_top:
+                await self._claim_recent(view)
         # RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (their UID forms
         # may, but keeping them consistent costs nothing).
         no_expunge = isinstance(command, c.Fetch | c.Store | c.Search | c.Sort | c.Thread)
@@ -615,10 +617,12 @@ class ImapSession:
         self._changed.clear()
         records = await self.store.list_messages(mailbox.id)
         view = MailboxView.from_records(mailbox, records, read_only=command.read_only)
+        view.show_recent = not self.rev2
+        await self._claim_recent(view)
         flags = tuple(sorted(set(SYSTEM_FLAGS) | view.keywords()))
         out: list[Response] = [FlagsData(flags), ExistsData(view.exists)]
         if not self.rev2:
-            out.append(RecentData(0))  # RFC 3501 only; \Recent is not kept
+            out.append(RecentData(len(view.recent)))  # RFC 3501 only
             first_unseen = next(
                 (i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.flags[u]), None
             )
@@ -646,6 +650,16 @@ class ImapSession:
         self.view = view
         code = Code.READ_ONLY if command.read_only else Code.READ_WRITE
         return Tagged(command.tag, Status.OK, f"{command.name} completed", code)
+
+    async def _claim_recent(self, view: MailboxView) -> None:
+        """RFC 3501 2.3.2: a message is recent to the first session that sees it. SELECT
+        claims (raises the store's mark); EXAMINE only looks, leaving them for a SELECT."""
+        top = view.uids[-1] if view.uids else 0
+        try:
+            old = await self.store.claim_recent(view.id, 0 if view.read_only else top)
+        except NotFound:
+            raise MailboxGone from None
+        view.claim_recent(old)
 
     async def idle(self, tag: str) -> Tagged:
         """RFC 2177: news goes out as it happens until the client sends DONE."""

@@ -166,6 +166,13 @@ class Store(abc.ABC):
         and leaves an empty INBOX (RFC 9051 6.3.6)."""
 
     @abc.abstractmethod
+    async def claim_recent(self, mailbox_id: int, highest_uid: int) -> int:
+        """RFC 3501 \\Recent: returns the highest UID already claimed by an earlier session
+        (messages above it are recent to the caller) and raises the mark to highest_uid,
+        atomically, so two sessions never both get a message as recent. highest_uid 0 only
+        reads the mark (EXAMINE, STATUS). NotFound for an unknown mailbox."""
+
+    @abc.abstractmethod
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
         """Subscriptions are names: a subscription may outlive its mailbox (RFC 9051 6.3.7)."""
 
@@ -278,9 +285,13 @@ class Store(abc.ABC):
     async def list_queue(self) -> list[QueueEntry]: ...
 
     @abc.abstractmethod
-    async def due_queue_entries(self, now: float, limit: int) -> list[QueueEntry]:
+    async def due_queue_entries(
+        self, now: float, limit: int, after: tuple[float, int] | None = None
+    ) -> list[QueueEntry]:
         """At most `limit` entries whose next_attempt is at or before `now`, earliest first
-        (the outbound worker's batch; bounded so a huge queue never sits in memory)."""
+        (the outbound worker's batch; bounded so a huge queue never sits in memory).
+        `after` = (next_attempt, id) of the last entry of the previous page: the next page,
+        so the worker can look past a backlog for one destination without loading it all."""
 
     @abc.abstractmethod
     async def next_queue_attempt(self) -> float | None:

@@ -40,7 +40,7 @@ async def test_append_then_fetch_everything(tmp_path: Path) -> None:
         assert re.search(rb"a1 OK \[APPENDUID \d+ 1\] APPEND completed", answer), answer
         await c.command(b"a2 SELECT INBOX")
         answer = await c.command(b"a3 FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE UID ENVELOPE)")
-        assert b"FLAGS (\\Flagged)" in answer
+        assert b"FLAGS (\\Flagged \\Recent)" in answer
         assert b'INTERNALDATE " 8-Feb-2022 05:52:25 +0000"' in answer
         assert b"RFC822.SIZE %d" % len(raw) in answer
         assert (
@@ -138,9 +138,9 @@ async def test_fetch_sets_seen_unless_peek_or_read_only(tmp_path: Path) -> None:
         assert b"\\Seen" not in answer
         await c.command(b"a2 SELECT INBOX")
         answer = await c.command(b"a3 FETCH 1 BODY[TEXT]")
-        assert b"FLAGS (\\Seen)" in answer
+        assert b"FLAGS (\\Seen \\Recent)" in answer
         answer = await c.command(b"a4 UID FETCH 1:* (FLAGS)")
-        assert b"* 1 FETCH (UID 1 FLAGS (\\Seen))" in answer
+        assert b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))" in answer
 
 
 async def test_store_flags_forms(tmp_path: Path) -> None:
@@ -150,16 +150,16 @@ async def test_store_flags_forms(tmp_path: Path) -> None:
         c = await env.client()
         await c.command(b"a0 SELECT INBOX")
         answer = await c.command(b"a1 STORE 1:2 +FLAGS (\\Flagged $Work)")
-        assert b"* 1 FETCH (FLAGS ($Work \\Flagged))" in answer
-        assert b"* 2 FETCH (FLAGS ($Work \\Flagged))" in answer
+        assert b"* 1 FETCH (FLAGS ($Work \\Flagged \\Recent))" in answer
+        assert b"* 2 FETCH (FLAGS ($Work \\Flagged \\Recent))" in answer
         answer = await c.command(b"a2 STORE 1 -FLAGS.SILENT ($Work)")
         assert b"FETCH" not in answer and b"a2 OK" in answer
         answer = await c.command(b"a3 UID STORE 3 FLAGS (\\Seen)")
-        assert b"* 3 FETCH (FLAGS (\\Seen) UID 3)" in answer
+        assert b"* 3 FETCH (FLAGS (\\Seen \\Recent) UID 3)" in answer
         answer = await c.command(b"a4 STORE 9 FLAGS (\\Seen)")
         assert b"a4 BAD" in answer
         answer = await c.command(b"a5 FETCH 1:3 FLAGS")
-        assert b"* 1 FETCH (FLAGS (\\Flagged))" in answer
+        assert b"* 1 FETCH (FLAGS (\\Flagged \\Recent))" in answer
 
 
 async def test_store_unchangedsince(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ async def test_store_unchangedsince(tmp_path: Path) -> None:
             b"a3 STORE 1:2 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % max(modseqs)
         )
         assert b"a3 OK [MODIFIED 2]" in answer
-        assert b"* 1 FETCH (FLAGS (\\Flagged) MODSEQ (" in answer
+        assert b"* 1 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (" in answer
 
 
 async def test_search_keys(tmp_path: Path) -> None:

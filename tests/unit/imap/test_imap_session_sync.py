@@ -21,7 +21,7 @@ async def test_noop_shows_new_messages_flags_and_expunges(tmp_path: Path) -> Non
         await deliver(env.store, env.alice, message("c"))
         answer = await one.command(b"a1 NOOP")
         assert b"* 3 EXISTS\r\n" in answer
-        assert b"* 2 FETCH (FLAGS (\\Flagged) UID 2)\r\n" in answer
+        assert b"* 2 FETCH (FLAGS (\\Flagged \\Recent) UID 2)\r\n" in answer
         await two.command(b"b2 STORE 1 +FLAGS.SILENT (\\Deleted)")
         await two.command(b"b3 EXPUNGE")
         answer = await one.command(b"a2 NOOP")
@@ -66,7 +66,7 @@ async def test_idle_wakes_on_delivery_flags_and_expunge(tmp_path: Path) -> None:
         assert b"* 2 EXISTS\r\n" in await one.read_until(b"EXISTS")
         assert loop.time() - started < 1.0
         await two.command(b"b1 STORE 1 +FLAGS (\\Answered)")
-        assert b"* 1 FETCH (FLAGS (\\Answered) UID 1)" in await one.read_until(b"FETCH")
+        assert b"* 1 FETCH (FLAGS (\\Answered \\Recent) UID 1)" in await one.read_until(b"FETCH")
         await two.command(b"b2 STORE 1 +FLAGS.SILENT (\\Deleted)")
         await two.command(b"b3 EXPUNGE")
         assert b"* 1 EXPUNGE" in await one.read_until(b"EXPUNGE")

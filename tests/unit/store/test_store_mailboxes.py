@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from postar.store.interface import (
@@ -165,3 +167,19 @@ async def test_mailbox_counts(store: Store, alice: Account) -> None:
     assert inbox.first_unseen_uid == 2
     assert inbox.size == sum(m.size for m in await store.list_messages(inbox.id))
     assert inbox.uidnext == 5
+
+
+async def test_claim_recent_gives_each_message_to_one_claimer(store: Store, alice: Account) -> None:
+    # RFC 3501 2.3.2: concurrent SELECTs must not both get the same message as recent.
+    inbox = await store.get_mailbox(alice.id, "INBOX")
+    assert inbox is not None
+    await _deliver(store, alice, n=3)
+    assert await store.claim_recent(inbox.id, 0) == 0  # a read: nothing claimed yet
+    olds = await asyncio.gather(*(store.claim_recent(inbox.id, 3) for _ in range(5)))
+    assert sorted(olds) == [0, 3, 3, 3, 3]
+    await _deliver(store, alice)
+    assert await store.claim_recent(inbox.id, 4) == 3
+    assert await store.claim_recent(inbox.id, 2) == 4  # the mark never goes down
+    assert await store.claim_recent(inbox.id, 0) == 4
+    with pytest.raises(NotFound):
+        await store.claim_recent(10_000, 1)

@@ -144,3 +144,24 @@ async def test_data_dir_is_locked_while_open(sqlite_store: SQLiteStore, tmp_path
     with pytest.raises(RestoreError, match="in use"):
         restore(tmp_path / "b", sqlite_store.data_dir, force=True)
     assert (await sqlite_store.list_domains()) == []  # the running store is untouched
+
+
+def test_v2_migration_leaves_existing_messages_unrecent() -> None:
+    # Upgrading must not make every old message \Recent to the next SELECT (RFC 3501 2.3.2).
+    from postar.store.sqlite.schema import MIGRATIONS, _statements, migrate
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in _statements(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO domains (name) VALUES ('example.org')")
+    conn.execute(
+        "INSERT INTO accounts (id, address, domain, password_hash) "
+        "VALUES (1, 'a@example.org', 'example.org', 'x')"
+    )
+    conn.execute(
+        "INSERT INTO mailboxes (account_id, name, uidvalidity, uidnext, highestmodseq) "
+        "VALUES (1, 'INBOX', 1, 8, 1)"
+    )
+    assert migrate(conn) == 1
+    assert conn.execute("SELECT recent_uid FROM mailboxes").fetchone()[0] == 7

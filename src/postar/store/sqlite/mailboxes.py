@@ -147,6 +147,33 @@ class MailboxOps(SQLiteBase):
 
         await self._write(job)
 
+    async def claim_recent(self, mailbox_id: int, highest_uid: int) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            return int(row[0])
+
+        mark = await self._read(read)
+        if highest_uid <= mark:
+            return mark  # nothing to claim: no write transaction
+
+        def job(tx: Tx) -> int:
+            # Read again inside the writer: another session may have claimed meanwhile.
+            row = tx.one("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            old = int(row[0])
+            if highest_uid > old:
+                tx.execute(
+                    "UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (highest_uid, mailbox_id)
+                )
+            return old
+
+        return await self._write(job)
+
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
         canonical = names.mailbox_name(name)
 

@@ -122,7 +122,15 @@ CREATE INDEX queue_next ON queue(next_attempt);
 CREATE VIRTUAL TABLE blob_text USING fts5(headers, body, tokenize = 'trigram');
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2 = """
+-- RFC 3501 \\Recent: the highest UID some session has already claimed as recent. A SELECT
+-- claims the messages above it, so each message is recent to exactly one session. Existing
+-- mailboxes start fully claimed: nothing old turns recent because of the upgrade.
+ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET recent_uid = uidnext - 1;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
