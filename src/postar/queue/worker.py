@@ -6,7 +6,13 @@ Theory of operation:
   means one duplicate delivery at the next start, never a loss (RFC 5321 6.1 prefers a
   duplicate to a loss).
 - One task per entry in flight, at most `max_in_flight` at once; the store hands out bounded
-  batches (due_queue_entries), so a backlog of any size costs constant memory.
+  pages (due_queue_entries), so a backlog of any size costs constant memory.
+- Fair per destination (issue 4: a dead host's backlog must not starve others): each poll
+  pages through the due entries (earliest first, at most SCAN_LIMIT of them) and starts an
+  entry only while its destination has fewer than 2 x max_per_destination tasks in flight,
+  so the room left goes to other destinations, however far down the queue their mail is.
+  Entries for a destination known to be dead are deferred by one queue update each, without
+  reading the message or signing it (Postfix: "delivery temporarily suspended").
 - Recipients of an entry are grouped by next hop: a [relay.routes] entry for the domain, else
   the smarthost, else the domain's MX hosts (mx.py). Each hop has a semaphore of
   `max_per_destination` connections, all hops together `max_connections`.
@@ -35,6 +41,7 @@ import ipaddress
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,6 +68,9 @@ log = logging.getLogger("postar.queue")
 POLL_SECONDS = 1.0  # how often the store is asked for due entries (enqueue does not wake us)
 REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
 DEAD_HOP_SECONDS = 10.0  # a hop nobody could reach is not tried again for this long
+SCAN_PAGE = 500  # due entries per store read
+SCAN_LIMIT = 20_000  # due entries looked at per poll; the rest wait for the next poll
+DEAD_DEFER_BATCH = 2_000  # entries of dead destinations deferred per poll
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,8 @@ class OutboundWorker:
         self._global = asyncio.Semaphore(max(1, self.qc.max_connections))
         self._hops: dict[str, _HopState] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._task_keys: dict[int, frozenset[str]] = {}  # entry id -> its destinations' keys
+        self._routes = {k.lower().rstrip("."): v for k, v in config.relay.routes.items()}
         self._wake = asyncio.Event()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
@@ -199,24 +211,83 @@ class OutboundWorker:
                     await self._wake.wait()
 
     async def run_due(self) -> int:
-        """Start tasks for due entries not already in flight; returns how many were started."""
+        """Start tasks for due entries not already in flight, fairly across destinations;
+        defer entries of dead destinations. Returns how many tasks were started."""
         room = self.max_in_flight - len(self._tasks)
         if room <= 0:
             return 0
-        # In-flight entries are still due in the store, so ask for enough to see past them.
-        entries = await self.store.due_queue_entries(self.clock(), room + len(self._tasks))
-        started = 0
-        for entry in entries:
-            if entry.id in self._tasks or started >= room:
-                continue
-            task = asyncio.create_task(self._attempt_guarded(entry))
-            self._tasks[entry.id] = task
-            task.add_done_callback(functools.partial(self._forget, entry.id))
-            started += 1
+        now = self.clock()
+        cap = max(1, 2 * self.qc.max_per_destination)
+        busy: Counter[str] = Counter(k for keys in self._task_keys.values() for k in keys)
+        dead: list[QueueEntry] = []
+        started = scanned = 0
+        after: tuple[float, int] | None = None
+        while started < room and scanned < SCAN_LIMIT:
+            page = await self.store.due_queue_entries(now, SCAN_PAGE, after=after)
+            for entry in page:
+                if started >= room:
+                    break
+                if entry.id in self._tasks:
+                    continue
+                keys = frozenset(self.hop_for(r.address).key for r in entry.recipients)
+                if self._all_dead(keys, now) and self._may_defer_quietly(entry, now):
+                    if len(dead) < DEAD_DEFER_BATCH:
+                        dead.append(entry)
+                    continue
+                if keys and all(busy[k] >= cap for k in keys):
+                    continue  # its destination has enough in flight: room for the others
+                task = asyncio.create_task(self._attempt_guarded(entry))
+                self._tasks[entry.id] = task
+                self._task_keys[entry.id] = keys
+                task.add_done_callback(functools.partial(self._forget, entry.id))
+                busy.update(keys)
+                started += 1
+            scanned += len(page)
+            if len(page) < SCAN_PAGE:
+                break
+            after = (page[-1].next_attempt, page[-1].id)
+        if dead:
+            await self._defer_dead(dead, now)
+            if len(dead) >= DEAD_DEFER_BATCH:
+                self._wake.set()  # more of the backlog to move out of the way: poll again now
         return started
+
+    def _all_dead(self, keys: frozenset[str], now: float) -> bool:
+        states = [self._hops.get(k) for k in keys]
+        return bool(states) and all(s is not None and s.dead_until > now for s in states)
+
+    def _may_defer_quietly(self, entry: QueueEntry, now: float) -> bool:
+        # A deferral that is due to expire or to warn goes the full way (it needs the DSN).
+        if now - entry.created >= self.qc.give_up_seconds:
+            return False
+        warn_due = now - entry.created >= self.qc.delay_warning_seconds
+        return not warn_due or "delay_warned" in entry.extra
+
+    async def _defer_dead(self, entries: list[QueueEntry], now: float) -> None:
+        async def defer(entry: QueueEntry) -> None:
+            keys = self._task_keys.get(entry.id) or {
+                self.hop_for(r.address).key for r in entry.recipients
+            }
+            states = [self._hops[k] for k in keys if k in self._hops]
+            until = max((s.dead_until for s in states), default=now)
+            error = "; ".join(dict.fromkeys(s.dead_error for s in states))
+            with contextlib.suppress(NotFound):
+                await self.store.update_queue_entry(
+                    entry.id,
+                    recipients=entry.recipients,
+                    next_attempt=max(until, now + self._backoff(entry.attempts)),
+                    attempts=entry.attempts + 1,
+                    last_error=f"destination unreachable, delivery suspended: {error}"[:1000],
+                )
+
+        # Concurrent writes share the store's group commit; in slices to bound the tasks.
+        for i in range(0, len(entries), 200):
+            await asyncio.gather(*(defer(e) for e in entries[i : i + 200]))
+        log.info("queue deferred for dead destinations", extra={"count": len(entries)})
 
     def _forget(self, entry_id: int, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(entry_id, None)
+        self._task_keys.pop(entry_id, None)
 
     async def drain(self) -> None:
         """Wait for every delivery in flight (tests, `queue flush` in-process)."""
@@ -270,7 +341,7 @@ class OutboundWorker:
     def hop_for(self, address: str) -> Hop:
         domain = address.rsplit("@", 1)[1].lower() if "@" in address else ""
         relay = self.config.relay
-        routes = {k.lower().rstrip("."): v for k, v in relay.routes.items()}
+        routes = self._routes
         if domain in routes:
             host, port = _host_port(routes[domain], relay.mx_port)
             return Hop(f"route:{host}:{port}", host=host, port=port)

@@ -314,12 +314,19 @@ async def test_dead_destination_does_not_hold_up_others(
             await store.enqueue("alice@example.org", [QueuedRecipient(f"u{i}@dead.test")], MSG)
         await store.enqueue("alice@example.org", [QueuedRecipient("bob@remote.test")], MSG)
         worker = OutboundWorker(store, config, clock=Clock())
-        await worker.run_due()
+        # One poll starts at most 2 x max_per_destination entries per destination, so the
+        # live one is among the first tasks although 30 older entries are due before it.
+        assert await worker.run_due() == 2 * config.queue.max_per_destination + 1
+        await worker.drain()
+        # The next poll knows the destination is dead: the rest is deferred without a try.
+        assert await worker.run_due() == 0
         await worker.drain()
         await worker.stop(grace=1)
     assert len(peer.received) == 1
     queued = await store.list_queue()
     assert len(queued) == 30 and all(e.attempts == 1 for e in queued)
+    suspended = [e for e in queued if "delivery suspended" in (e.last_error or "")]
+    assert len(suspended) == 30 - 2 * config.queue.max_per_destination
 
 
 async def test_routes_and_connection_reuse(store: Store, config: Config) -> None:

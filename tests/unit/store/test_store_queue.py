@@ -29,6 +29,12 @@ async def test_due_entries_in_order_and_bounded(store: Store) -> None:
     due = await store.due_queue_entries(now + 100, 2)
     # the latest-scheduled entry is the first one created (next_attempt now + 100 - 0)
     assert [e.id for e in due] == [entries[4].id, entries[3].id]
+    # Keyset paging: the page after the last entry seen, then nothing after the end.
+    last = due[-1]
+    page = await store.due_queue_entries(now + 100, 2, after=(last.next_attempt, last.id))
+    assert [e.id for e in page] == [entries[2].id, entries[1].id]
+    rest = await store.due_queue_entries(now + 100, 10, after=(page[-1].next_attempt, page[-1].id))
+    assert [e.id for e in rest] == [entries[0].id]
     assert await store.next_queue_attempt() == now + 96
 
 

@@ -79,15 +79,22 @@ class QueueOps(SQLiteBase):
             ]
         )
 
-    async def due_queue_entries(self, now: float, limit: int) -> list[QueueEntry]:
-        # Served by the queue_next index; LIMIT keeps a huge backlog out of memory.
+    async def due_queue_entries(
+        self, now: float, limit: int, after: tuple[float, int] | None = None
+    ) -> list[QueueEntry]:
+        # Served by the queue_next index (next_attempt, then the rowid id); LIMIT keeps a huge
+        # backlog out of memory, and the row-value cursor pages through it without OFFSET.
+        where, args = "next_attempt <= ?", [now]
+        if after is not None:
+            where += " AND (next_attempt, id) > (?, ?)"
+            args += [after[0], after[1]]
         return await self._read(
             lambda conn: [
                 rows.queue_entry(r)
                 for r in conn.execute(
-                    f"SELECT {rows.QUEUE_COLUMNS} FROM queue WHERE next_attempt <= ? "
+                    f"SELECT {rows.QUEUE_COLUMNS} FROM queue WHERE {where} "
                     "ORDER BY next_attempt, id LIMIT ?",
-                    (now, limit),
+                    (*args, limit),
                 )
             ]
         )
