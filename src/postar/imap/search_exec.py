@@ -2,10 +2,12 @@
 WITHIN, RFC 8474 EMAILID/THREADID).
 
 TEXT and BODY go to the store's full-text index (store.search_text), once per distinct
-string; nothing scans bodies. Header keys (FROM, TO, CC, BCC, SUBJECT, HEADER) read the
-message's header block with one ranged read (headers are small) and compare decoded values
-case-insensitively. Sent-date keys use the Date header; BEFORE/ON/SINCE the INTERNALDATE,
-both disregarding time and timezone as RFC 9051 asks.
+string; nothing scans bodies. FROM, TO, CC, BCC and SUBJECT match the stored ENVELOPE (RFC
+9051 6.4.4: "the envelope structure's ... field"), as do the sent-date keys (its Date), so
+they cost no blob reads and are cached per session with SORT's (sort_exec.SortCache). Only
+HEADER reads the message's header block, with one ranged read. Values are compared decoded
+and case-insensitively. BEFORE/ON/SINCE use the INTERNALDATE; date keys disregard time and
+timezone as RFC 9051 asks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from postar.imap.response import ESearchData, SearchData, Tagged
 from postar.imap.response import Status as S
 from postar.imap.sequence import SequenceSet
 from postar.mime.headers import decode_words, split_fields
+from postar.mime.structure import Address, Envelope
 from postar.store.model import MessageRecord
 
 if TYPE_CHECKING:
@@ -54,21 +57,28 @@ class _Evaluator:
         self.view = view
         self.text_hits: dict[tuple[str, bool], set[int]] = {}
         self.headers: dict[int, list[tuple[str, str]]] = {}
+        self.envelopes: dict[int, Envelope] = {}
         self.now = time.time()
         self.saved = set(session.saved_search or [])
 
     async def prepare(self, key: k.SearchKey, records: dict[int, MessageRecord]) -> None:
         """Ask the index for every TEXT/BODY string, and read header blocks if needed."""
-        needs_headers = False
+        needs_headers = needs_envelope = False
         for node in _walk(key):
             if isinstance(node, k.Text):
                 where = "body" if node.body_only else "text"
                 hits = await self.session.store.search_text(self.view.id, node.value, where)
                 self.text_hits[(node.value, node.body_only)] = hits
-            elif isinstance(node, k.EnvelopeContains | k.Header) or (
+            elif isinstance(node, k.Header):
+                needs_headers = True
+            elif isinstance(node, k.EnvelopeContains) or (
                 isinstance(node, k.DateCompare) and node.field is k.DateField.SENT
             ):
-                needs_headers = True
+                needs_envelope = True
+        if needs_envelope:
+            cache = self.session.sort_cache
+            for uid, record in records.items():
+                self.envelopes[uid] = await cache.envelope(self.session, record.blob_id)
         if needs_headers:
             for uid, record in records.items():
                 parsed = await self.session.parsed(record.blob_id)
@@ -80,6 +90,20 @@ class _Evaluator:
     def _field_values(self, uid: int, name: str) -> list[str]:
         name = name.lower()
         return [decode_words(v) for n, v in self.headers.get(uid, []) if n.lower() == name]
+
+    def _envelope_values(self, uid: int, field: k.EnvelopeField) -> list[str]:
+        env = self.envelopes.get(uid)
+        if env is None:
+            return []
+        if field is k.EnvelopeField.SUBJECT:
+            return [decode_words(env.subject)] if env.subject is not None else []
+        addresses = {
+            k.EnvelopeField.FROM: env.from_,
+            k.EnvelopeField.TO: env.to,
+            k.EnvelopeField.CC: env.cc,
+            k.EnvelopeField.BCC: env.bcc,
+        }[field]
+        return [_address_text(a) for a in addresses if a.mailbox is not None]
 
     def match(self, key: k.SearchKey, seq: int, uid: int, record: MessageRecord) -> bool:
         flags = self.view.flags.get(uid, record.flags)
@@ -117,7 +141,7 @@ class _Evaluator:
             return uid in self.text_hits[(key.value, key.body_only)]
         if isinstance(key, k.EnvelopeContains):
             needle = key.value.casefold()
-            return any(needle in v.casefold() for v in self._field_values(uid, key.field.value))
+            return any(needle in v.casefold() for v in self._envelope_values(uid, key.field))
         if isinstance(key, k.Header):
             values = self._field_values(uid, key.name)
             needle = key.value.casefold()
@@ -126,15 +150,25 @@ class _Evaluator:
             if key.field is k.DateField.INTERNAL:
                 day = datetime.fromtimestamp(record.internal_date, UTC).date()
             else:
-                values = self._field_values(uid, "Date")
-                if not values:
+                env = self.envelopes.get(uid)
+                if env is None or not env.date:
                     return False
                 try:
-                    day = parsedate_to_datetime(values[0]).date()
+                    day = parsedate_to_datetime(env.date).date()
                 except (TypeError, ValueError, IndexError):
                     return False
             return _on(key.op, day, key.date)
         raise TypeError(f"unknown search key {key!r}")
+
+
+def _address_text(address: Address) -> str:
+    """One envelope address as a person would search it: "Name <mailbox@host>", or the
+    group's name for a group start (RFC 9051 7.5.2: host NIL)."""
+    name = decode_words(address.name) if address.name else ""
+    if address.host is None:
+        return address.mailbox or ""
+    spec = f"{address.mailbox}@{address.host}"
+    return f"{name} <{spec}>" if name else spec
 
 
 def uses_modseq(key: k.SearchKey) -> bool:

@@ -35,7 +35,8 @@ MAX_CACHED = 200_000  # blob ids whose sort facts a session keeps
 
 
 class SortCache:
-    """Per-session, by blob id: (envelope, header block length); thread references."""
+    """Per-session, by blob id: (envelope, header block length); thread references.
+    Also what SEARCH's envelope keys (FROM, SUBJECT, SENTON...) read (search_exec)."""
 
     def __init__(self) -> None:
         self.envelopes: dict[str, tuple[Envelope, int]] = {}
