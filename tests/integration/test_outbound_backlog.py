@@ -97,8 +97,9 @@ async def test_live_destination_not_starved_by_dead_backlog(store: Store, tmp_pa
     assert len(live.received) == LIVE, f"{len(live.received)} live messages in {elapsed:.1f}s"
     # Bounded work in memory whatever the backlog: never more tasks than max_in_flight.
     assert peak_tasks <= worker.max_in_flight
-    # The dead host got a few connections (its slots), not one per queued message.
-    assert dead.connections <= 2 * config.queue.max_per_destination
+    # The dead host got a few connections (its slots; again if the 10 s dead-host memory ran
+    # out on a slow machine), never one per queued message.
+    assert dead.connections <= 4 * config.queue.max_per_destination
     assert len(queue) == DEAD_BACKLOG
     assert all("dead.test" in e.recipients[0].address for e in queue)
     assert all(e.attempts >= 1 for e in queue), "the dead backlog was not deferred in time"

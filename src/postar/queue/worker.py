@@ -11,6 +11,8 @@ Theory of operation:
   pages through the due entries (earliest first, at most SCAN_LIMIT of them) and starts an
   entry only while its destination has fewer than 2 x max_per_destination tasks in flight,
   so the room left goes to other destinations, however far down the queue their mail is.
+  Domains whose destination is already at that cap are filtered out in the store's query
+  (skip_domains), so a backlog of 10,000 for one destination is not parsed at every poll.
   Entries for a destination known to be dead are deferred by one queue update each, without
   reading the message or signing it (Postfix: "delivery temporarily suspended").
 - Recipients of an entry are grouped by next hop: a [relay.routes] entry for the domain, else
@@ -165,6 +167,7 @@ class OutboundWorker:
         self._hops: dict[str, _HopState] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._task_keys: dict[int, frozenset[str]] = {}  # entry id -> its destinations' keys
+        self._task_rcpt_domains: dict[int, frozenset[str]] = {}  # entry id -> rcpt domains
         self._routes = {k.lower().rstrip("."): v for k, v in config.relay.routes.items()}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -219,11 +222,21 @@ class OutboundWorker:
         now = self.clock()
         cap = max(1, 2 * self.qc.max_per_destination)
         busy: Counter[str] = Counter(k for keys in self._task_keys.values() for k in keys)
+        # Domains of in-flight mail whose destination is at its cap; dead destinations are not
+        # skipped: their entries must be seen to be deferred.
+        skip = {
+            d
+            for d in self._task_domains()
+            if busy[self.hop_for("@" + d).key] >= cap
+            and not self._all_dead(frozenset([self.hop_for("@" + d).key]), now)
+        }
         dead: list[QueueEntry] = []
         started = scanned = 0
         after: tuple[float, int] | None = None
         while started < room and scanned < SCAN_LIMIT:
-            page = await self.store.due_queue_entries(now, SCAN_PAGE, after=after)
+            page = await self.store.due_queue_entries(
+                now, SCAN_PAGE, after=after, skip_domains=skip
+            )
             for entry in page:
                 if started >= room:
                     break
@@ -239,6 +252,9 @@ class OutboundWorker:
                 task = asyncio.create_task(self._attempt_guarded(entry))
                 self._tasks[entry.id] = task
                 self._task_keys[entry.id] = keys
+                self._task_rcpt_domains[entry.id] = frozenset(
+                    r.address.rsplit("@", 1)[-1].lower() for r in entry.recipients
+                )
                 task.add_done_callback(functools.partial(self._forget, entry.id))
                 busy.update(keys)
                 started += 1
@@ -288,6 +304,10 @@ class OutboundWorker:
     def _forget(self, entry_id: int, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(entry_id, None)
         self._task_keys.pop(entry_id, None)
+        self._task_rcpt_domains.pop(entry_id, None)
+
+    def _task_domains(self) -> set[str]:
+        return {d for domains in self._task_rcpt_domains.values() for d in domains}
 
     async def drain(self) -> None:
         """Wait for every delivery in flight (tests, `queue flush` in-process)."""

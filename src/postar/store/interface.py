@@ -16,7 +16,7 @@ Invariants every backend keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from postar.mime.structure import ParsedMessage
@@ -286,12 +286,19 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def due_queue_entries(
-        self, now: float, limit: int, after: tuple[float, int] | None = None
+        self,
+        now: float,
+        limit: int,
+        after: tuple[float, int] | None = None,
+        skip_domains: Collection[str] = (),
     ) -> list[QueueEntry]:
         """At most `limit` entries whose next_attempt is at or before `now`, earliest first
         (the outbound worker's batch; bounded so a huge queue never sits in memory).
         `after` = (next_attempt, id) of the last entry of the previous page: the next page,
-        so the worker can look past a backlog for one destination without loading it all."""
+        so the worker can look past a backlog for one destination without loading it all.
+        `skip_domains` (lower case): leave out entries whose first and last recipients are in
+        these domains (destinations with enough deliveries in flight), filtered in the store
+        so a backlog of them costs the worker nothing."""
 
     @abc.abstractmethod
     async def next_queue_attempt(self) -> float | None:

@@ -65,3 +65,17 @@ async def test_extra_replaced_only_when_given(store: Store) -> None:
     )
     got = await store.get_queue_entry(e.id)
     assert got is not None and got.extra == {"delay_warned": "1"} and got.attempts == 2
+
+
+async def test_due_entries_skip_domains(store: Store) -> None:
+    a = await store.enqueue("s@example.org", [QueuedRecipient("x@Busy.test")], RAW)
+    b = await store.enqueue(
+        "s@example.org", [QueuedRecipient("y@busy.test"), QueuedRecipient("z@free.test")], RAW
+    )
+    c = await store.enqueue("s@example.org", [QueuedRecipient("w@free.test")], RAW)
+    now = c.next_attempt + 1
+    got = await store.due_queue_entries(now, 10, skip_domains={"busy.test"})
+    # a's only domain is skipped; b also goes to free.test, so it stays (its last recipient).
+    assert [e.id for e in got] == [b.id, c.id]
+    assert len(await store.due_queue_entries(now, 10, skip_domains={"busy.test", "free.test"})) == 0
+    assert [e.id for e in await store.due_queue_entries(now, 10)] == [a.id, b.id, c.id]
