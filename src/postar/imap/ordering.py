@@ -344,10 +344,10 @@ def references(messages: Sequence[SortFacts]) -> list[ThreadNode]:
     # (6) Merge root threads that share a base subject.
     table: dict[bytes, _Container] = {}
     for node in roots:
-        facts = node.subject_message()
-        if facts is None:
+        first = node.subject_message()
+        if first is None:
             continue
-        subject = base_subject(facts.envelope.subject)
+        subject = base_subject(first.envelope.subject)
         if not subject.text:
             continue
         key = casemap(subject.text)
@@ -365,11 +365,12 @@ def references(messages: Sequence[SortFacts]) -> list[ThreadNode]:
             table[key] = node
     merged: list[_Container] = []
     for node in roots:
-        facts = node.subject_message()
-        subject = base_subject(facts.envelope.subject) if facts is not None else None
-        if subject is None or not subject.text:
+        first = node.subject_message()
+        found = base_subject(first.envelope.subject) if first is not None else None
+        if found is None or not found.text:
             merged.append(node)
             continue
+        subject = found
         key = casemap(subject.text)
         keeper = table[key]
         if keeper is node:
