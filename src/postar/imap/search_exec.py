@@ -24,6 +24,7 @@ from postar.imap.response import Status as S
 from postar.imap.sequence import SequenceSet
 from postar.mime.headers import decode_words, split_fields
 from postar.mime.structure import Address, Envelope
+from postar.store.interface import NotFound
 from postar.store.model import MessageRecord
 
 if TYPE_CHECKING:
@@ -81,10 +82,15 @@ class _Evaluator:
                 self.envelopes[uid] = await cache.envelope(self.session, record.blob_id)
         if needs_headers:
             for uid, record in records.items():
-                parsed = await self.session.parsed(record.blob_id)
-                block = await self.session.store.read_blob(
-                    record.blob_id, 0, parsed.root.body_start
-                )
+                try:
+                    parsed = await self.session.parsed(record.blob_id)
+                    block = await self.session.store.read_blob(
+                        record.blob_id, 0, parsed.root.body_start
+                    )
+                except NotFound:
+                    # Expunged by another session and its body already freed: this session
+                    # has not been told yet (RFC 9051 7.5.1), so it stays, matching nothing.
+                    continue
                 self.headers[uid] = split_fields(block)
 
     def _field_values(self, uid: int, name: str) -> list[str]:

@@ -26,6 +26,7 @@ from postar.imap.response import Status as S
 from postar.imap.search_exec import run_search, uses_modseq
 from postar.mime.headers import split_fields
 from postar.mime.structure import Envelope
+from postar.store.interface import NotFound
 
 if TYPE_CHECKING:
     from postar.imap.session import ImapSession
@@ -52,7 +53,12 @@ class SortCache:
     async def envelope(self, session: ImapSession, blob_id: str) -> Envelope:
         known = self.envelopes.get(blob_id)
         if known is None:
-            parsed = await session.store.get_parsed(blob_id)
+            try:
+                parsed = await session.store.get_parsed(blob_id)
+            except NotFound:
+                # Expunged elsewhere and freed before this session heard of it: it sorts and
+                # searches as a message with no headers (not cached: it is not a fact).
+                return Envelope()
             known = self.envelopes[blob_id] = (parsed.envelope, parsed.root.body_start)
             self._trim()
         return known[0]
@@ -64,8 +70,13 @@ class SortCache:
         if refs is None:
             if blob_id not in self.envelopes:
                 await self.envelope(session, blob_id)
+            if blob_id not in self.envelopes:
+                return ()  # gone (see envelope())
             length = min(self.envelopes[blob_id][1], MAX_HEADER_READ)
-            block = await session.store.read_blob(blob_id, 0, length)
+            try:
+                block = await session.store.read_blob(blob_id, 0, length)
+            except NotFound:
+                return ()
             values = [v for n, v in split_fields(block) if n.lower() == "references"]
             refs = thread_references(values[0] if values else None, env.in_reply_to)
             self.references[blob_id] = refs
