@@ -113,3 +113,24 @@ async def test_append_to_selected_mailbox_announces_exists(tmp_path: Path) -> No
         raw = message("self")
         answer = await c.command(b"a1 APPEND INBOX {%d+}\r\n%s" % (len(raw), raw))
         assert b"* 1 EXISTS\r\n" in answer
+
+
+async def test_search_and_sort_survive_a_message_freed_by_another_session(tmp_path: Path) -> None:
+    # The first session still holds UID 1 (not told of the expunge yet, RFC 9051 7.5.1), but
+    # its body is gone from the store: header SEARCH and SORT must answer OK, matching
+    # nothing for it, not NO [SERVERBUG].
+    async with environment(tmp_path) as env:
+        for s in ("apple", "banana"):
+            await deliver(env.store, env.alice, message(s))
+        one, two = await env.client(), await env.client()
+        await one.command(b"a SELECT INBOX")
+        await two.command(b"b SELECT INBOX")
+        await two.command(b"b1 STORE 1 +FLAGS.SILENT (\\Deleted)")
+        await two.command(b"b2 EXPUNGE")
+        await asyncio.sleep(0.05)
+        answer = await one.command(b'a1 SEARCH HEADER Subject "banana"')
+        assert b"* SEARCH 2\r\n" in answer and b"a1 OK" in answer
+        answer = await one.command(b'a2 SEARCH SUBJECT "apple"')
+        assert b"* SEARCH\r\n" in answer and b"a2 OK" in answer
+        answer = await one.command(b"a3 SORT (SUBJECT) UTF-8 ALL")
+        assert b"a3 OK" in answer and b"SERVERBUG" not in answer
