@@ -125,10 +125,6 @@ alias_database =
 local_recipient_maps =
 relayhost = {relayhost}
 append_dot_mydomain = no
-# Loopback is inside inet_interfaces, so by default Postfix would treat every test client as
-# local and add missing Date/Message-ID headers; an Internet MX does not do that for remote
-# clients, and an added Date would break a DKIM signature that covers the absent header.
-local_header_rewrite_clients =
 biff = no
 maillog_file = {root}/maillog
 # postlogd writes only under these prefixes (default /var, /dev/stdout).

@@ -34,6 +34,24 @@ SIGNED_HEADERS = [
 ]  # fmt: skip
 
 
+# Fields that an MTA on the way may add when the message lacks them (RFC 6409 8.2, 8.3 for
+# submission servers; Postfix's cleanup for "local" clients; Exchange): naming an absent one in
+# h= (RFC 6376 5.4.2's guard against additions) would make that addition break the signature,
+# as the Postfix interoperation test showed. They are signed when present.
+ADDED_IN_TRANSIT = frozenset({b"date", b"message-id"})
+
+
+def headers_to_sign(raw: bytes) -> list[bytes]:
+    end = raw.find(b"\r\n\r\n")
+    block = raw[: end if end >= 0 else len(raw)]
+    present = {
+        line.split(b":", 1)[0].strip().lower()
+        for line in block.split(b"\r\n")
+        if line and line[:1] not in (b" ", b"\t") and b":" in line
+    }
+    return [h for h in SIGNED_HEADERS if h not in ADDED_IN_TRANSIT or h in present]
+
+
 @dataclass(frozen=True)
 class DKIMKey:
     domain: str
@@ -180,7 +198,7 @@ class Signer:
                 key.selector.encode(),
                 domain.encode(),
                 key.private,
-                include_headers=SIGNED_HEADERS,
+                include_headers=headers_to_sign(raw),
                 signature_algorithm=key.algorithm,
                 canonicalize=(b"relaxed", b"relaxed"),
             )
