@@ -273,6 +273,24 @@ def alias_remove(ctx: Context, address: str) -> None:
     click.echo(f"alias {address} removed")
 
 
+# ---- import -----------------------------------------------------------------------------------
+@main.command("import")
+@click.argument("address")
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@click.option("--folder", default="INBOX", show_default=True, help="Folder to import into.")
+@pass_ctx
+def import_mail(ctx: Context, address: str, source: Path, folder: str) -> None:
+    """Import an mbox file, a Maildir or a folder of .eml files into ADDRESS's FOLDER."""
+    from postar.importer import import_messages
+
+    result = _run_with_store(ctx, lambda s: import_messages(s, address, source, folder))
+    rate = result.imported / result.seconds if result.seconds else 0.0
+    click.echo(
+        f"imported {result.imported} messages into {address} {folder} "
+        f"in {result.seconds:.1f} s ({rate:.0f}/s)"
+    )
+
+
 # ---- backup and restore -------------------------------------------------------------------------
 @main.command()
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
