@@ -496,7 +496,7 @@ def run_large(ctx: Context) -> None:
                     continue
                 n, secs = got
                 loaded[name] = n
-                how = "direct Maildir writes" if t.direct_seed else "IMAP APPEND, 4 connections"
+                how = t.seed_how if t.direct_seed else "IMAP APPEND, 4 connections"
                 ctx.log(f"large: loaded {n} messages into {t.name} in {secs:.1f} s ({how})")
                 ctx.add(
                     "large",

@@ -97,6 +97,7 @@ class Target:
     # Seeding: a target that can write its store directly overrides this; the default is
     # IMAP APPEND (the only way into Postar's store that the contract promises).
     direct_seed: bool = False
+    seed_how: str = "direct Maildir writes"
 
     def seed_direct(self, user: str, messages: list[bytes]) -> None:
         raise NotImplementedError
