@@ -86,8 +86,8 @@ set imap_pass = "{PASSWORD}"
 set folder = "imap://127.0.0.1:{postar.ports["imap"]}/"
 set spoolfile = "+INBOX"
 # Debian's mutt does SCRAM through GNU SASL, which sends authzid = authcid ("n,a=alice,...");
-# our SCRAM (scramp) refuses any authzid, so this test logs in with LOGIN (see issue 3 notes).
-set imap_authenticators = "login"
+# RFC 5802 section 5.1 allows it and our SCRAM accepts it (tests/integration/test_scram_gsasl.py).
+set imap_authenticators = "scram-sha-256"
 set ssl_starttls = no
 set ssl_force_tls = no
 set record = ""

@@ -46,6 +46,7 @@ from postar.auth.sasl import (
     create_mechanism,
     decode_response,
     encode_challenge,
+    normalize_login,
 )
 from postar.auth.throttle import LoginThrottle
 from postar.config import AuthConfig
@@ -72,11 +73,6 @@ class AuthResult:
     @property
     def ok(self) -> bool:
         return self.account is not None
-
-
-def normalize_login(name: str) -> str:
-    """Login names are account addresses, stored lower-case (model.Account.address)."""
-    return name.strip().lower()
 
 
 def is_loopback(peer_ip: str) -> bool:

@@ -16,7 +16,8 @@ Invariants:
 - Payloads here are decoded bytes; base64 and the "*" cancel line belong to the wire helpers
   at the bottom of this module (RFC 4954 section 4, RFC 9051 section 6.2.2, RFC 5034 section 4).
 - Proxy authentication is not offered: an authorization identity other than the
-  authentication identity fails with AUTHZ_REFUSED (RFC 4422 section 3.4.1 lets us refuse).
+  authentication identity fails with AUTHZ_REFUSED (RFC 4422 section 3.4.1 lets us refuse);
+  one equal to it (after normalize_login) is accepted, as GNU SASL clients send it.
 - SCRAM never reveals whether an account exists: an unknown account (or one without a SCRAM
   verifier) gets a decoy salt derived from its name, and the exchange fails at the proof
   like a wrong password (RFC 5802 section 9 asks for this).
@@ -33,9 +34,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-import scramp  # type: ignore[import-untyped]
-from scramp.utils import ScramException, ServerError  # type: ignore[import-untyped]
-
+from postar.auth import scram
 from postar.auth.passwords import SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES
 from postar.store.model import ScramSecrets
 
@@ -117,6 +116,11 @@ class Mechanism(abc.ABC):
     def provide_scram_secrets(self, secrets_: ScramSecrets | None) -> Step:
         """After NeedScramSecrets: the account's verifier, or None if there is none."""
         raise MechanismError(f"{self.name} does not ask for SCRAM secrets")
+
+
+def normalize_login(name: str) -> str:
+    """Login names are account addresses, stored lower-case (model.Account.address)."""
+    return name.strip().lower()
 
 
 def _utf8(data: bytes) -> str | None:
@@ -245,23 +249,20 @@ class _ScramStage(enum.Enum):
 
 
 class ScramSha256Mechanism(Mechanism):
-    """RFC 7677 SCRAM-SHA-256 on top of scramp's server (RFC 5802 message grammar and proof).
+    """RFC 7677 SCRAM-SHA-256; the RFC 5802 grammar and proof are in postar.auth.scram.
 
-    scramp asks for the verifier from inside set_client_first through a synchronous callback;
-    our store is asynchronous. So the client-first message is parsed once by a throwaway scramp
-    server to learn the user name, we hand back NeedScramSecrets, and once the caller provides
-    the verifier the real scramp server parses the same message again with it."""
+    The client-first message names the user; we hand back NeedScramSecrets because the store
+    is asynchronous, and answer with server-first once the caller provides the verifier."""
 
     name = SCRAM_SHA_256
 
     def __init__(self, server_nonce: str | None = None) -> None:
-        # server_nonce only for RFC test vectors; scramp draws a random one otherwise.
-        self._server_nonce = server_nonce
-        self._mechanism = scramp.ScramMechanism(SCRAM_SHA_256)
+        # server_nonce only for RFC test vectors; a random one otherwise (RFC 5802 section 5.1).
+        self._server_nonce = server_nonce or secrets.token_urlsafe(24)
         self._stage = _ScramStage.INITIAL
-        self._client_first = ""
-        self._username = ""
-        self._server: scramp.ScramServer | None = None
+        self._client_first: scram.ClientFirst | None = None
+        self._server_first = ""
+        self._verifier: ScramSecrets | None = None
 
     def _fail(self, reason: FailureReason, detail: str) -> Failure:
         self._stage = _ScramStage.DONE
@@ -287,61 +288,51 @@ class ScramSha256Mechanism(Mechanism):
         text = _utf8(data)
         if text is None:
             return self._fail(FailureReason.MALFORMED, "client-first is not UTF-8")
-        seen: list[str] = []
-        probe_secrets = decoy_scram_secrets("")
-
-        def remember(username: str) -> tuple[bytes, bytes, bytes, int]:
-            seen.append(username)
-            return (
-                probe_secrets.salt,
-                probe_secrets.stored_key,
-                probe_secrets.server_key,
-                probe_secrets.iterations,
-            )
-
         try:
-            # Without a channel binding, scramp refuses a "p=" gs2 flag (RFC 5802 section 6:
-            # we advertise no -PLUS mechanism) and a non-empty authzid (no proxy auth).
-            self._mechanism.make_server(remember).set_client_first(text)
-        except ScramException as exc:
+            first = scram.parse_client_first(text)
+        except scram.ScramError as exc:
             return self._fail(FailureReason.MALFORMED, f"client-first: {exc}")
-        if not seen:
-            return self._fail(FailureReason.MALFORMED, "client-first without a user name")
-        self._client_first = text
-        self._username = seen[0]
+        # RFC 5802 section 5.1 lets the server refuse an authzid it does not authorize. One
+        # equal to the user (as GNU SASL clients always send) asks for no more than the
+        # user's own rights, so it is accepted; any other would be proxy auth, which we refuse.
+        if first.authzid and normalize_login(first.authzid) != normalize_login(first.username):
+            return self._fail(FailureReason.AUTHZ_REFUSED, "authzid differs from authcid")
+        self._client_first = first
         self._stage = _ScramStage.WANT_SECRETS
-        return NeedScramSecrets(self._username)
+        return NeedScramSecrets(first.username)
 
     def provide_scram_secrets(self, secrets_: ScramSecrets | None) -> Step:
-        if self._stage is not _ScramStage.WANT_SECRETS:
+        if self._stage is not _ScramStage.WANT_SECRETS or self._client_first is None:
             raise MechanismError("provide_scram_secrets() without a pending NeedScramSecrets")
-        verifier = secrets_ if secrets_ is not None else decoy_scram_secrets(self._username)
-        info = (verifier.salt, verifier.stored_key, verifier.server_key, verifier.iterations)
-        try:
-            server = self._mechanism.make_server(lambda _u: info, s_nonce=self._server_nonce)
-            server.set_client_first(self._client_first)
-            server_first = server.get_server_first()
-        except ScramException as exc:
-            # A stored verifier scramp refuses (salt under 12 bytes, odd iteration count).
-            return self._fail(FailureReason.TEMPORARY, f"stored verifier unusable: {exc}")
-        self._server = server
+        first = self._client_first
+        verifier = secrets_ if secrets_ is not None else decoy_scram_secrets(first.username)
+        unusable = scram.check_verifier(verifier)
+        if unusable is not None:
+            return self._fail(FailureReason.TEMPORARY, f"stored verifier unusable: {unusable}")
+        self._verifier = verifier
+        self._server_first = scram.server_first_message(
+            first.client_nonce + self._server_nonce, verifier
+        )
         self._stage = _ScramStage.WANT_CLIENT_FINAL
-        return Challenge(server_first.encode("ascii"))
+        return Challenge(self._server_first.encode("ascii"))
 
     def _client_final_message(self, data: bytes) -> Step:
-        assert self._server is not None
+        assert self._client_first is not None and self._verifier is not None
         text = _utf8(data)
         if text is None:
             return self._fail(FailureReason.MALFORMED, "client-final is not UTF-8")
         try:
-            self._server.set_client_final(text)
-            server_final = self._server.get_server_final()
-        except ScramException as exc:
-            if exc.server_error is ServerError.INVALID_PROOF:
-                return self._fail(FailureReason.INVALID_CREDENTIALS, "invalid proof")
+            final = scram.parse_client_final(text)
+            server_final = scram.server_final_message(
+                self._client_first, self._server_first, final, self._server_nonce, self._verifier
+            )
+        except scram.ScramProofError:
+            # A wrong password and an unknown account (decoy verifier) both end here.
+            return self._fail(FailureReason.INVALID_CREDENTIALS, "invalid proof")
+        except scram.ScramError as exc:
             return self._fail(FailureReason.MALFORMED, f"client-final: {exc}")
         self._stage = _ScramStage.DONE
-        return Success(self._username, server_final.encode("ascii"))
+        return Success(self._client_first.username, server_final.encode("ascii"))
 
 
 def create_mechanism(name: str) -> Mechanism | None:

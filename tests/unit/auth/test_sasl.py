@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 
 import pytest
 import scramp
@@ -88,6 +90,93 @@ def test_scram_wrong_password_and_unknown_user_look_alike() -> None:
     assert wrong == unknown == Failure(FailureReason.INVALID_CREDENTIALS, "invalid proof")
 
 
+class Rfc5802Client:
+    """The client side of RFC 5802 section 3, written out here because scramp's client cannot
+    send an authzid: GNU SASL clients (gsasl, mutt) send "n,a=<user>,n=<user>,r=..."."""
+
+    def __init__(self, username: str, password: str, authzid: str, nonce: str = "cNonce") -> None:
+        self.password = password
+        self.gs2_header = f"n,a={authzid}," if authzid else "n,,"
+        self.nonce = nonce
+        self.bare = f"n={username},r={nonce}"
+        self.server_signature = b""
+
+    def first(self) -> bytes:
+        return (self.gs2_header + self.bare).encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        attrs = dict(a.split("=", 1) for a in server_first.decode().split(","))
+        assert attrs["r"].startswith(self.nonce)
+        salted = hashlib.pbkdf2_hmac(
+            "sha256", self.password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"])
+        )
+        client_key = hmac.digest(salted, b"Client Key", "sha256")
+        stored_key = hashlib.sha256(client_key).digest()
+        # c= carries the whole gs2 header, authzid included (RFC 5802 section 7).
+        c = base64.b64encode(self.gs2_header.encode()).decode()
+        without_proof = f"c={c},r={attrs['r']}"
+        auth_message = f"{self.bare},{server_first.decode()},{without_proof}".encode()
+        signature = hmac.digest(stored_key, auth_message, "sha256")
+        proof = bytes(k ^ s for k, s in zip(client_key, signature, strict=True))
+        server_key = hmac.digest(salted, b"Server Key", "sha256")
+        self.server_signature = hmac.digest(server_key, auth_message, "sha256")
+        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+
+@pytest.mark.parametrize(
+    "authzid",
+    [
+        "alice@example.test",  # what gsasl and mutt send
+        "Alice@Example.TEST",  # login names compare lower-case (normalize_login)
+        "",
+    ],
+)
+def test_scram_authzid_equal_to_user_succeeds(authzid: str) -> None:
+    client = Rfc5802Client("alice@example.test", "s3cret", authzid)
+    mech = ScramSha256Mechanism()
+    assert mech.start(client.first()) == NeedScramSecrets("alice@example.test")
+    step = mech.provide_scram_secrets(derive_scram_secrets("s3cret"))
+    assert isinstance(step, Challenge)
+    step = mech.respond(client.final(step.data))
+    expected_v = b"v=" + base64.b64encode(client.server_signature)
+    assert step == Success("alice@example.test", expected_v)
+
+
+def test_scram_authzid_equal_to_user_with_wrong_password_fails_at_proof() -> None:
+    client = Rfc5802Client("alice@example.test", "guess", "alice@example.test")
+    mech = ScramSha256Mechanism()
+    mech.start(client.first())
+    step = mech.provide_scram_secrets(derive_scram_secrets("s3cret"))
+    assert isinstance(step, Challenge)
+    assert mech.respond(client.final(step.data)) == Failure(
+        FailureReason.INVALID_CREDENTIALS, "invalid proof"
+    )
+
+
+def test_scram_gs2_header_with_authzid_is_bound_by_c() -> None:
+    # The client signed c= for "n,,": sending the header with an authzid must not verify.
+    client = Rfc5802Client("alice@example.test", "s3cret", "")
+    mech = ScramSha256Mechanism()
+    mech.start(b"n,a=alice@example.test," + client.bare.encode())
+    step = mech.provide_scram_secrets(derive_scram_secrets("s3cret"))
+    assert isinstance(step, Challenge)
+    step = mech.respond(client.final(step.data))
+    assert isinstance(step, Failure) and step.reason is FailureReason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "client_first",
+    [
+        b"n,a=admin,n=user,r=abc",  # no proxy auth
+        b"n,a=user=2Cx,n=user,r=abc",  # escaped authzid "user,x" is someone else
+        b"y,a=bob@example.test,n=alice@example.test,r=abc",
+    ],
+)
+def test_scram_authzid_other_than_user_is_refused(client_first: bytes) -> None:
+    step = ScramSha256Mechanism().start(client_first)
+    assert step == Failure(FailureReason.AUTHZ_REFUSED, "authzid differs from authcid")
+
+
 def test_decoy_salt_is_stable_per_name() -> None:
     assert decoy_scram_secrets("x@y").salt == decoy_scram_secrets("x@y").salt
     assert decoy_scram_secrets("x@y").salt != decoy_scram_secrets("z@y").salt
@@ -97,7 +186,9 @@ def test_decoy_salt_is_stable_per_name() -> None:
     "client_first",
     [
         b"p=tls-server-end-point,,n=user,r=abc",  # channel binding demanded, not offered
-        b"n,a=admin,n=user,r=abc",  # authzid: no proxy auth
+        b"n,a=,n=user,r=abc",  # authzid present but empty (saslname is 1*char)
+        b"n,a=bad=name,n=user,r=abc",  # "=" not followed by 2C or 3D
+        b"n,x=admin,n=user,r=abc",  # the gs2 header's middle part must be "a="
         b"n,,r=abc",  # no user name
         b"garbage",
         b"n,,n=user,r=abc\xff",
