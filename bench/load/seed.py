@@ -81,8 +81,7 @@ def seed(
     """(messages stored, seconds taken)."""
     t0 = time.monotonic()
     if target.direct_seed:
-        target.seed_direct(user, messages)
-        return len(messages), time.monotonic() - t0
+        return target.seed_direct(user, messages, t0 + seconds), time.monotonic() - t0
     if "imap" not in target.ports and {"smtp", "pop3"} <= target.ports.keys():
         return _smtp_all(target, user, messages, connections, t0 + seconds), time.monotonic() - t0
     n = asyncio.run(_append_all(target.ports["imap"], user, messages, connections, t0 + seconds))

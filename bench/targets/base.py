@@ -99,5 +99,7 @@ class Target:
     direct_seed: bool = False
     seed_how: str = "direct Maildir writes"
 
-    def seed_direct(self, user: str, messages: list[bytes]) -> None:
+    def seed_direct(self, user: str, messages: list[bytes], deadline: float) -> int:
+        """Store messages for user without the protocol; returns how many got in before the
+        monotonic deadline (a target whose writes are instant may ignore it)."""
         raise NotImplementedError
