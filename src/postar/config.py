@@ -132,7 +132,10 @@ class StoreConfig:
     backend: str = "sqlite"  # "sqlite" (embedded default); "postgres" comes later
     default_quota: int = 0  # bytes per account, 0 = unlimited
     # Group commit: deliveries arriving within this window share one transaction and fsync.
-    group_commit_window: float = 0.002
+    # Extra seconds the writer waits for more deliveries before a commit. 0: commit what is
+    # queued at once; deliveries arriving during that commit form the next batch by themselves
+    # (one-session SMTP +25% over a 2 ms wait, 20 sessions unchanged, in bench/run).
+    group_commit_window: float = 0.0
     fsync: bool = True  # off only for throwaway test data; never in production
 
 

@@ -80,7 +80,7 @@ class SQLiteBase(Store):
         data_dir: Path,
         *,
         fsync: bool = True,
-        group_commit_window: float = 0.002,
+        group_commit_window: float = 0.0,
         default_quota: int = 0,
         readers: int = 4,
         beside_owner: bool = False,
