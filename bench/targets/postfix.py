@@ -23,77 +23,28 @@ from bench.targets.base import (
     free_port,
     wait_port,
 )
-
-# chroot "n" everywhere: a chroot would need copies of /etc files inside our queue directory.
-_MASTER_CF = """\
-# service type  private unpriv  chroot  wakeup  maxproc command + args
-{smtp_addr} inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+from tests.support.postfix_conf import main_cf, master_cf, vmailbox
 
 
-def main_cf(root: Path, port: int) -> str:
-    return f"""\
-# Written by postar's bench: a private Postfix instance for side-by-side measurement.
-compatibility_level = 3.6
-queue_directory = {root}/spool
-data_directory = {root}/data
-# Debian keeps postfix-files (the permissions list) in /etc/postfix whatever config_directory is.
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.{DOMAIN}
-mydomain = {DOMAIN}
-myorigin = $myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-alias_maps =
-alias_database =
-local_recipient_maps =
-relayhost =
-append_dot_mydomain = no
-biff = no
-maillog_file = {root}/maillog
-maillog_file_prefixes = {root}
+def bench_main_cf(root: Path) -> str:
+    return main_cf(
+        root,
+        hostname=f"mx.{DOMAIN}",
+        mydomain=DOMAIN,
+        mailbox_domains=[DOMAIN],
+        uid=MAIL_UID,
+        gid=MAIL_GID,
+        written_by="postar's bench, for side-by-side measurement",
+        # No limits the load generator would hit before the server does.
+        extra="""\
 message_size_limit = 52428800
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
 anvil_rate_time_unit = 60s
 default_process_limit = 200
-# Delivery into Maildir (trailing slash in the map) under the temporary directory.
-virtual_mailbox_domains = {DOMAIN}
-virtual_mailbox_base = {root}/mail
-virtual_mailbox_maps = texthash:{root}/etc/vmailbox
-virtual_uid_maps = static:{MAIL_UID}
-virtual_gid_maps = static:{MAIL_GID}
-virtual_minimum_uid = 100
 virtual_mailbox_limit = 0
-"""
+""",
+    )
 
 
 class Postfix(Target):
@@ -128,13 +79,9 @@ class Postfix(Target):
         os.chmod(r, 0o755)
         os.chown(r / "mail", MAIL_UID, MAIL_GID)
         self.ports = {"smtp": free_port()}
-        (etc / "main.cf").write_text(main_cf(r, self.ports["smtp"]))
-        (etc / "master.cf").write_text(
-            _MASTER_CF.format(smtp_addr=f"127.0.0.1:{self.ports['smtp']}")
-        )
-        (etc / "vmailbox").write_text(
-            "".join(f"{u} {u.split('@')[1]}/{u.split('@')[0]}/\n" for u in USERS)
-        )
+        (etc / "main.cf").write_text(bench_main_cf(r))
+        (etc / "master.cf").write_text(master_cf(self.ports["smtp"]))
+        (etc / "vmailbox").write_text(vmailbox(USERS))
         # set-permissions creates the queue subdirectories with their owners and modes.
         res = self._postfix("set-permissions")
         if res.returncode != 0:

@@ -26,41 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postfix_conf import main_cf, master_cf, vmailbox
 from tests.support.server import free_port, wait_for_port
 
 # Maildirs are read by the test (root); any unprivileged uid works for virtual(8).
 VMAIL_UID = 65534
 VMAIL_GID = 65534
-
-# chroot "n" everywhere: a chroot would need copies of /etc files inside our queue directory.
-_MASTER_CF = """\
-# service type  private unpriv  chroot  wakeup  maxproc command + args
-{smtp_addr} inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
 
 
 def require_postfix() -> None:
@@ -104,42 +75,20 @@ class PostfixInstance:
                 f"smtpd_tls_cert_file = {tls_cert}\nsmtpd_tls_key_file = {tls_key}\n"
                 "smtpd_tls_security_level = may\n"
             )
-        self.main_cf = f"""\
-# A private instance written by tests/support/postfix.py.
-compatibility_level = 3.6
-queue_directory = {root}/spool
-data_directory = {root}/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = {hostname}
-mydomain = interop.test
-myorigin = $myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-alias_maps =
-alias_database =
-local_recipient_maps =
-relayhost = {relayhost}
-append_dot_mydomain = no
-biff = no
-maillog_file = {root}/maillog
-# postlogd writes only under these prefixes (default /var, /dev/stdout).
-maillog_file_prefixes = {root}
-# Retry quickly so a test sees a second attempt within its deadline.
-queue_run_delay = 2s
-minimal_backoff_time = 2s
-maximal_backoff_time = 4s
-virtual_mailbox_domains = {" ".join(domains)}
-virtual_mailbox_base = {root}/mail
-virtual_mailbox_maps = texthash:{root}/etc/vmailbox
-virtual_uid_maps = static:{VMAIL_UID}
-virtual_gid_maps = static:{VMAIL_GID}
-virtual_minimum_uid = 100
-{tls}{extra}"""
+        self.main_cf = main_cf(
+            root,
+            hostname=hostname,
+            mydomain="interop.test",
+            mailbox_domains=domains,
+            uid=VMAIL_UID,
+            gid=VMAIL_GID,
+            relayhost=relayhost,
+            written_by="tests/support/postfix.py",
+            # Retry quickly so a test sees a second attempt within its deadline.
+            extra="queue_run_delay = 2s\nminimal_backoff_time = 2s\nmaximal_backoff_time = 4s\n"
+            + tls
+            + extra,
+        )
 
     def maildir(self, address: str) -> Path:
         local, domain = address.split("@", 1)
@@ -168,11 +117,8 @@ virtual_minimum_uid = 100
         owner = pwd.getpwnam("postfix")
         os.chown(self.root / "data", owner.pw_uid, owner.pw_gid)
         (self.etc / "main.cf").write_text(self.main_cf)
-        (self.etc / "master.cf").write_text(_MASTER_CF.format(smtp_addr=f"127.0.0.1:{self.port}"))
-        # A trailing slash makes virtual(8) deliver into a Maildir.
-        (self.etc / "vmailbox").write_text(
-            "".join(f"{m} {m.split('@')[1]}/{m.split('@')[0]}/\n" for m in self.mailboxes)
-        )
+        (self.etc / "master.cf").write_text(master_cf(self.port))
+        (self.etc / "vmailbox").write_text(vmailbox(self.mailboxes))
         res = self._postfix("set-permissions")
         if res.returncode != 0:
             raise RuntimeError(f"postfix set-permissions failed: {res.stderr.strip()}")
