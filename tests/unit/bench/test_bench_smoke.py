@@ -106,7 +106,7 @@ def test_generated_configs(tmp_path: Path) -> None:
     assert "port = 1143" in conf and "port = 1110" in conf
     assert "mail_max_userip_connections = 10100" in conf
     assert "scram-sha-256" in conf
-    main_cf = postfix.main_cf(tmp_path, 2525)
+    main_cf = postfix.bench_main_cf(tmp_path)
     assert f"queue_directory = {tmp_path}/spool" in main_cf
     assert "virtual_mailbox_domains = bench.test" in main_cf
     assert "inet_interfaces = 127.0.0.1" in main_cf
