@@ -7,6 +7,7 @@ exercise the command line contract, SIGTERM handling and, with kill(), crash rec
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,7 +21,39 @@ DOMAIN = "example.test"
 PASSWORD = "correct horse battery staple"
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+# Ports below the kernel's ephemeral range: a port found free there is not handed to some
+# outgoing connection (ours or the machine's) before the server binds it, which is what
+# bind(("127.0.0.1", 0)) ports are exposed to in the seconds a test takes to set up.
+_PICK_RANGE = (10000, min(_EPHEMERAL[0], 32768))
+_handed_out: set[int] = set()
+_rng = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on, never handed out twice in this process."""
+    for _ in range(1000):
+        port = _rng.randrange(*_PICK_RANGE)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -52,19 +85,19 @@ class PostarServer:
         self.root = root
         self.data_dir = root / "data"
         self.config_path = root / "postar.toml"
-        self.ports = {role: free_port() for role in roles}
         self.log_path = root / "server.log"
-        listen = "\n".join(f'{r} = "127.0.0.1:{p}"' for r, p in self.ports.items())
         if "[dns]" not in extra_config:
             # No test server asks the machine's resolver: lookups go to a closed loopback
             # port and fail fast as temporary errors (mail to foreign domains stays queued).
             extra_config += f'\n[dns]\nnameservers = ["127.0.0.1:{free_port()}"]\ntimeout = 1.0\n'
-
-        self.config_path.write_text(
-            f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n'
-            f"{extra_config}\n[listen]\n{listen}\n"
-        )
+        self._config_head = f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n{extra_config}'
+        self._pick_ports(tuple(roles))
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _pick_ports(self, roles: tuple[str, ...]) -> None:
+        self.ports = {role: free_port() for role in roles}
+        listen = "\n".join(f'{r} = "127.0.0.1:{p}"' for r, p in self.ports.items())
+        self.config_path.write_text(f"{self._config_head}\n[listen]\n{listen}\n")
 
     # ---- the CLI --------------------------------------------------------------------------------
     def cli(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
@@ -87,19 +120,34 @@ class PostarServer:
         self.cli("user", "add", address, "--password-stdin", input_text=password + "\n")
 
     # ---- the process ---------------------------------------------------------------------------
-    def start(self) -> PostarServer:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "postar", "--config", str(self.config_path), "serve"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        for port in self.ports.values():
-            wait_for_port(port, proc=self.proc)
-        return self
+    def start(self, pick_new_ports_on_collision: bool = True) -> PostarServer:
+        """Start and wait until every port accepts. A port taken by another process between
+        picking and binding (the server exits naming it) gets fresh ports and a second try,
+        unless the test has already handed the ports to something else."""
+        for attempt in range(3):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "postar", "--config", str(self.config_path), "serve"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                )
+            try:
+                for port in self.ports.values():
+                    wait_for_port(port, proc=self.proc)
+                return self
+            except RuntimeError as exc:
+                self.proc = None
+                tail = self.log()[log_start:][-2000:]
+                collided = "cannot listen for" in tail and "in use" in tail
+                if collided and pick_new_ports_on_collision and attempt < 2:
+                    self._pick_ports(tuple(self.ports))
+                    continue
+                raise RuntimeError(f"{exc}; its log ends:\n{tail}") from exc
+        raise AssertionError("unreachable")
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, as a service manager does; returns the exit code."""

@@ -293,8 +293,16 @@ class Server:
             limit_asyncio_tls_buffer()
         try:
             for spec, address in specs:
-                for sock in await _bind(loop, address, self._backlog):
-                    self._listeners.append(_Listener(spec, address, sock))
+                try:
+                    socks = await _bind(loop, address, self._backlog)
+                except OSError as exc:
+                    # Name what could not be bound: "Address already in use" alone does not
+                    # say which of eight listeners collided.
+                    raise OSError(
+                        exc.errno,
+                        f"cannot listen for {spec.role} on {address}: {exc.strerror or exc}",
+                    ) from exc
+                self._listeners.extend(_Listener(spec, address, sock) for sock in socks)
         except OSError:
             for lst in self._listeners:
                 lst.sock.close()

@@ -147,6 +147,22 @@ async def test_ipv6_listener(tmp_path: Path) -> None:
         writer.close()
 
 
+async def test_taken_port_names_the_listener_and_binds_nothing(tmp_path: Path) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    server = Server(
+        make_config(tmp_path),
+        {"imap": Echo(), "pop3": Echo()},
+        listen={"imap": ListenAddress("127.0.0.1", 0), "pop3": ListenAddress("127.0.0.1", port)},
+    )
+    try:
+        with pytest.raises(OSError, match=f"cannot listen for pop3 on 127.0.0.1:{port}: "):
+            await server.start()
+        assert server.addresses("imap") == []  # all or none: imap's socket was closed again
+    finally:
+        taken.close()
+
+
 async def test_client_eof_ends_handler(tmp_path: Path) -> None:
     echo = Echo()
     async with running_server(make_config(tmp_path), {"smtp": echo}) as server:
