@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             install.ensure_debian_packages(log)
         install.ensure_matplotlib(log)
     messages = corpus.load()
-    log(f"corpus: {len(messages)} messages from {corpus.tarball()}")
+    log(f"corpus: {len(messages)} messages from {corpus.source()}")
     machine = sysinfo.machine(str(REPO))
     machine_line = sysinfo.describe(machine)
     log(machine_line)

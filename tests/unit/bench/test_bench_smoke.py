@@ -118,3 +118,14 @@ def test_generated_configs(tmp_path: Path) -> None:
     # The server's own loader must accept what the bench writes (the [limits] keys included).
     parsed = config.config_from_dict(raw, base_dir=tmp_path)
     assert parsed.limits.connections_per_ip >= 10_000
+
+
+def test_corpus_files_become_wire_messages() -> None:
+    from bench import corpus
+
+    raw = b"From someone@example.org  Thu Aug 22 12:36:23 2002\nSubject: x\n\nline\rtwo\r\n"
+    assert corpus.to_wire(raw) == b"Subject: x\r\n\r\nline\r\ntwo\r\n"
+    assert (
+        corpus.to_wire(b"Subject: y\n\nno final newline")
+        == b"Subject: y\r\n\r\nno final newline\r\n"
+    )
