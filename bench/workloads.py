@@ -73,7 +73,7 @@ FULL = Plan(
     large_messages=100_000,
     large_load_deadline=240.0,
     large_deadline=60.0,
-    budget={"smtp": 240, "imap": 180, "pop3": 90, "memory": 300, "large": 240},
+    budget={"smtp": 240, "imap": 180, "pop3": 90, "memory": 300, "large": 360},
 )
 
 QUICK = Plan(
