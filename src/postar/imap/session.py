@@ -643,7 +643,8 @@ class ImapSession:
         if self.rev2:
             # RFC 9051 6.3.2: a LIST response with the mailbox name is required.
             attrs = await mailbox_exec.attributes_of(self, mailbox.name)
-            out.append(ListData(attrs, "/", mailbox.name))
+            # With OLDNAME when the client spelled the name otherwise, as in section 8.
+            out.append(ListData(attrs, "/", mailbox.name, old_name=command.given_name))
         await self.send_all(out)
         if command.qresync is not None:
             await mailbox_exec.qresync_select(self, view, command.qresync)
