@@ -501,10 +501,11 @@ class ResponseEncoder:
             out += b" MIN %d" % r.min
         if r.max is not None:
             out += b" MAX %d" % r.max
-        if r.all is not None and len(r.all):
-            out += b" ALL " + r.all.encode()
+        # Pairs may come in any order (RFC 9051 7.3.4); COUNT before ALL as in its examples.
         if r.count is not None:
             out += b" COUNT %d" % r.count
+        if r.all is not None and len(r.all):
+            out += b" ALL " + r.all.encode()
         if r.modseq is not None:
             out += b" MODSEQ %d" % r.modseq
         return bytes(out)
