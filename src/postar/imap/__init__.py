@@ -23,8 +23,8 @@ The behaviour half
   blob reads), `search_exec` (SEARCH/ESEARCH/SEARCHRES over flags, headers and the FTS index),
   `sort_exec` (SORT/THREAD glue) over `ordering` (RFC 5256 algorithms, no I/O), `quota_exec`;
   `compress`: the COMPRESS=DEFLATE transport wrapped around the connection;
-  `capabilities`: what is advertised (only what works).
-Not served yet: LITERAL-.
+  `capabilities`: what is advertised (only what works). LITERAL+ by default; LITERAL- with
+  ImapSettings.literal_mode (RFC 7888 forbids advertising both).
 
 RFC coverage (grammar and encoding)
 -----------------------------------

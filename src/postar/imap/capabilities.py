@@ -6,10 +6,14 @@ names listed in ENABLEABLE.
 
 from __future__ import annotations
 
+from postar.imap.limits import LiteralMode
+
 # IMAP4rev2 folds in NAMESPACE, UNSELECT, UIDPLUS, ESEARCH, SEARCHRES, ENABLE, IDLE, SASL-IR,
 # LIST-EXTENDED, LIST-STATUS, MOVE, LITERAL-, BINARY, SPECIAL-USE, STATUS=SIZE (RFC 9051
-# appendix E); we advertise them by name too, for rev1 clients.
-_COMMON = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE")
+# appendix E); we advertise them by name too, for rev1 clients. LITERAL+ or LITERAL- follows
+# them: which one depends on the receiver's LiteralMode (see literal_capability).
+_COMMON = ("IMAP4rev1", "IMAP4rev2")
+_AFTER_LITERAL = ("SASL-IR", "ID", "ENABLE")
 
 _AUTHENTICATED = (
     "IDLE",
@@ -49,6 +53,18 @@ _AUTHENTICATED = (
 ENABLEABLE = frozenset({"IMAP4REV2", "CONDSTORE", "QRESYNC", "UTF8=ACCEPT"})
 
 
+def literal_capability(mode: LiteralMode) -> str:
+    """The one name that tells clients which non-synchronizing literals the receiver takes.
+
+    RFC 7888 section 5: a server MUST NOT advertise both LITERAL+ and LITERAL- (LITERAL- is
+    the restricted form). RFC 9051 section 4.3 makes LITERAL- part of IMAP4rev2, so a server
+    advertising IMAP4rev2 cannot refuse {n+} altogether: LiteralMode.NONE has no place here.
+    """
+    if mode is LiteralMode.NONE:
+        raise ValueError("IMAP4rev2 (RFC 9051 4.3) takes {n+} up to 4096 octets: PLUS or MINUS")
+    return mode.value
+
+
 def capabilities(
     *,
     authenticated: bool,
@@ -56,8 +72,9 @@ def capabilities(
     plaintext_allowed: bool,
     mechanisms: list[str],
     append_limit: int,
+    literal_mode: LiteralMode = LiteralMode.PLUS,
 ) -> tuple[str, ...]:
-    caps: list[str] = list(_COMMON)
+    caps: list[str] = [*_COMMON, literal_capability(literal_mode), *_AFTER_LITERAL]
     if authenticated:
         caps.extend(_AUTHENTICATED)
         caps.append(f"APPENDLIMIT={append_limit}")

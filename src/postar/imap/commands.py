@@ -113,6 +113,8 @@ class Select(Command):
     mailbox: str
     condstore: bool = False  # RFC 7162 section 3.1.8 (CONDSTORE) parameter
     qresync: QresyncParams | None = None
+    # The name as sent when it differs from `mailbox` ("inbox"): RFC 9051 6.3.2 LIST OLDNAME.
+    given_name: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,10 +11,10 @@ class LiteralMode(Enum):
 
     NONE = "none"  # only synchronising literals {n}
     PLUS = "LITERAL+"  # {n+} of any size up to max_literal_size
-    MINUS = "LITERAL-"  # {n+} only up to 4096 octets (RFC 7888 section 4)
+    MINUS = "LITERAL-"  # {n+} only up to 4096 octets (RFC 7888 section 5, RFC 9051 4.3)
 
 
-# RFC 7888 section 4: with LITERAL- a non-synchronising literal may carry at most 4096 octets.
+# RFC 7888 section 5: with LITERAL- a non-synchronising literal may carry at most 4096 octets.
 LITERAL_MINUS_MAX = 4096
 
 

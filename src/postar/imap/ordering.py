@@ -4,14 +4,16 @@ Everything here works on `SortFacts`, one small record per message built by `sor
 the stored parse (ENVELOPE) and the message record: no store calls, no clock, so the
 algorithms are tested with plain values.
 
-Collation is i;ascii-casemap (RFC 5256 section 3, RFC 4790 9.2): ASCII letters compare
-upper-cased, every other octet as itself; ties fall back to the sequence number.
+Collation is i;unicode-casemap (RFC 5051), which RFC 5256 section 7 requires (I18NLEVEL=1):
+each character titlecased, then canonically decomposed, compared as UTF-8 octets; so "über",
+"Über" and "U" + combining diaeresis are one subject. Ties fall back to the sequence number.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -78,9 +80,32 @@ def base_subject(raw: str | None) -> BaseSubject:
         return BaseSubject(subject, reply)
 
 
+def _titlecase(ch: str) -> str:
+    # RFC 5051 uses the titlecase property of UnicodeData.txt, a single character; Python's
+    # title() applies SpecialCasing too ("ß" -> "Ss"), so a longer result means "no mapping".
+    titled = ch.title()
+    return titled if len(titled) == 1 else ch
+
+
+def _hangul(ch: str) -> bool:
+    # UnicodeData.txt lists no decomposition for Hangul syllables (it is algorithmic), so
+    # RFC 5051's lookup leaves them whole; NFD would split them.
+    return "\uac00" <= ch <= "\ud7a3"
+
+
 def casemap(text: str) -> bytes:
-    """i;ascii-casemap: ASCII upper-cased, the rest compared as UTF-8 octets (RFC 4790 9.2)."""
-    return text.encode("utf-8", "surrogatepass").upper()
+    """i;unicode-casemap (RFC 5051 section 2): titlecase each character, replace it by its
+    canonical decomposition, and repeat until nothing changes; the UTF-8 octets compare."""
+    if text.isascii():
+        return text.upper().encode("ascii")  # titlecase of ASCII is upper case; no decomposition
+    while True:
+        titled = "".join(_titlecase(ch) for ch in text)
+        decomposed = "".join(
+            ch if _hangul(ch) else unicodedata.normalize("NFD", ch) for ch in titled
+        )
+        if decomposed == text:
+            return text.encode("utf-8", "surrogatepass")
+        text = decomposed
 
 
 # -- per-message facts ----------------------------------------------------------------------
@@ -97,15 +122,26 @@ class SortFacts:
     message_id: str | None = None
 
 
-_MSGID = re.compile(r"<[^<>\s]+>")
+# msg-id with a quoted local part allowed: <"01KF8JCEOCBS0045PS"@xxx.yyy.com>.
+_MSGID = re.compile(r'<((?:"(?:[^"\\\r\n]|\\.)*"|[^<>\s"])+)>')
+_QUOTED = re.compile(r'"((?:[^"\\\r\n]|\\.)*)"')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def _unquote(match: re.Match[str]) -> str:
+    return _QUOTED_PAIR.sub(r"\1", match[1])
 
 
 def message_ids(value: str | None) -> list[str]:
-    return _MSGID.findall(value or "")
+    """The msg-ids in a header value, normalized: RFC 5256 (REFERENCES) says implementations
+    MUST normalize quoting, so <"01KF8JCEOCBS0045PS"@xxx.yyy.com> and
+    <01KF8JCEOCBS0045PS@xxx.yyy.com> are the same Message ID. Comparison stays
+    case-sensitive, as the RFC says."""
+    return ["<" + _QUOTED.sub(_unquote, inner) + ">" for inner in _MSGID.findall(value or "")]
 
 
 def thread_references(references: str | None, in_reply_to: str | None) -> tuple[str, ...]:
-    """RFC 5256 section 4 step 1A: the References ids, else the first In-Reply-To id."""
+    """RFC 5256 REFERENCES: the References ids, else the first In-Reply-To id."""
     refs = message_ids(references)
     if refs:
         return tuple(refs)
@@ -212,7 +248,7 @@ def sort_messages(
     return sorted(messages, key=key)
 
 
-# -- THREAD (RFC 5256 section 4) ------------------------------------------------------------
+# -- THREAD (RFC 5256 section 3, BASE.6.4.THREAD) ---------------------------------------------
 
 
 def _by_date(items: Sequence[SortFacts]) -> list[SortFacts]:
@@ -259,7 +295,7 @@ class _Container:
         parent.children.append(self)
 
     def date_key(self) -> tuple[float, int]:
-        # A dummy sorts by its first child (children are sorted first, RFC 5256 section 4 (5)).
+        # A dummy sorts by its first child (children are sorted first, REFERENCES (4) and (6)).
         if self.message is not None:
             return sent_date(self.message), self.message.seq
         return self.children[0].date_key() if self.children else (0.0, 0)
@@ -273,14 +309,14 @@ class _Container:
 
 
 def _sort_tree(nodes: list[_Container]) -> None:
-    # RFC 5256 section 4 (7): children before parents, so a dummy's first child is known.
+    # REFERENCES (6): children before parents, so a dummy's first child is known.
     for node in nodes:
         _sort_tree(node.children)
     nodes.sort(key=_Container.date_key)
 
 
 def _prune(nodes: list[_Container], *, root: bool) -> list[_Container]:
-    """RFC 5256 section 4 (4): drop empty dummies, splice other dummies' children in their
+    """REFERENCES (3): drop empty dummies, splice other dummies' children in their
     place, except a root dummy with more than one child."""
     out: list[_Container] = []
     for node in nodes:
@@ -300,7 +336,7 @@ def _prune(nodes: list[_Container], *, root: bool) -> list[_Container]:
 
 
 def references(messages: Sequence[SortFacts]) -> list[ThreadNode]:
-    """THREAD=REFERENCES, RFC 5256 section 4 steps 1 to 7."""
+    """THREAD=REFERENCES, RFC 5256 steps (1) to (6)."""
     by_id: dict[str, _Container] = {}
 
     def container_for(msgid: str) -> _Container:
@@ -320,28 +356,28 @@ def references(messages: Sequence[SortFacts]) -> list[ThreadNode]:
         else:
             this = _Container(message=facts)
             by_id[f"\0{facts.seq}"] = this
-        # (1B) Link each reference to the next, keeping existing links, never making loops.
+        # (1A) Link each reference to the next, keeping existing links, never making loops.
         refs = [container_for(r) for r in facts.references]
         for parent, child in itertools.pairwise(refs):
             if child.parent is None and parent is not child and not child.is_ancestor_of(parent):
                 child.link_under(parent)
-        # (1C) The last reference is this message's parent, replacing any earlier guess.
+        # (1B) The last reference is this message's parent, replacing any earlier guess.
         last = refs[-1] if refs else None
         if last is None:
             this.unlink()
         elif last is not this and not this.is_ancestor_of(last):
             this.link_under(last)
-    # (2)-(3) The root set: containers without a parent.
+    # (2) The root set: containers without a parent.
     seen: set[int] = set()
     roots: list[_Container] = []
     for container in by_id.values():
         if container.parent is None and id(container) not in seen:
             seen.add(id(container))
             roots.append(container)
-    # (4) Prune dummies; (5) sort the root set by date.
+    # (3) Prune dummies; (4) sort the root set by date (a dummy by its first child).
     roots = _prune(roots, root=True)
     _sort_tree(roots)
-    # (6) Merge root threads that share a base subject.
+    # (5) Merge root threads that share a base subject.
     table: dict[bytes, _Container] = {}
     for node in roots:
         first = node.subject_message()
@@ -376,7 +412,7 @@ def references(messages: Sequence[SortFacts]) -> list[ThreadNode]:
         if keeper is node:
             merged.append(node)
             continue
-        # The table prefers a dummy (6A), so a dummy `node` always meets a dummy `keeper`.
+        # The table prefers a dummy (5B), so a dummy `node` always meets a dummy `keeper`.
         if keeper.message is None and node.message is None:
             # Both dummies: one takes the other's children.
             for child in list(node.children):
@@ -392,7 +428,7 @@ def references(messages: Sequence[SortFacts]) -> list[ThreadNode]:
             keeper.link_under(dummy)
             node.link_under(dummy)
             table[key] = dummy
-    # (7) Sort every level by date, children first.
+    # (6) Sort every level by date, children first.
     _sort_tree(merged)
     return [_node(c) for c in merged]
 

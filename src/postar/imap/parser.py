@@ -180,7 +180,8 @@ def _select(cls: type[c.Select]) -> Callable[[_Context, bool], c.Command]:
     def handler(ctx: _Context, uid: bool) -> c.Command:
         r = ctx.r
         r.sp()
-        mailbox = _mailbox(r)
+        given = _name(r, r.astring())
+        mailbox = "INBOX" if given.upper() == "INBOX" else given  # as _mailbox()
         condstore = False
         qresync = None
         if r.try_sp():
@@ -197,7 +198,13 @@ def _select(cls: type[c.Select]) -> Callable[[_Context, bool], c.Command]:
                 if not r.try_sp():
                     break
             r.close_paren()
-        return cls(tag=ctx.tag, mailbox=mailbox, condstore=condstore, qresync=qresync)
+        return cls(
+            tag=ctx.tag,
+            mailbox=mailbox,
+            condstore=condstore,
+            qresync=qresync,
+            given_name=given if given != mailbox else None,
+        )
 
     return handler
 

@@ -254,7 +254,9 @@ class Receiver:
         elif not sync and self.literal_mode is LiteralMode.NONE:
             refusal = ParseError(tag, "Non-synchronizing literals not supported")
         elif not sync and self.literal_mode is LiteralMode.MINUS and size > LITERAL_MINUS_MAX:
-            # RFC 7888 section 4: LITERAL- allows {n+} only up to 4096 octets.
+            # RFC 7888 section 5: LITERAL- allows {n+} only up to 4096 octets; a larger one is
+            # read and dropped (section 4, choice 1), then a tagged BAD [TOOBIG] (a MUST for
+            # APPEND). Past max_literal_size _skip_announced closes with BYE [TOOBIG] instead.
             refusal = ParseError(tag, "Non-synchronizing literal too large", Code.TOOBIG)
         if refusal is None:
             self._size += size

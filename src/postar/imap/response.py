@@ -483,7 +483,10 @@ class ResponseEncoder:
                 b'"CHILDINFO" (' + b" ".join(encode_quoted(x.encode()) for x in r.child_info) + b")"
             )
         if r.old_name is not None:
-            ext.append(b'"OLDNAME" (' + self.mailbox(r.old_name) + b")")
+            # RFC 9051 6.3.9.7: the name as the client gave it, so not made "INBOX" by
+            # mailbox(); quoted as in every OLDNAME example of RFC 9051 (6.3.4, section 8).
+            name = r.old_name if self.utf8 else mutf7.encode(r.old_name)
+            ext.append(b'"OLDNAME" (' + encode_string(name, utf8=self.utf8) + b")")
         if ext:
             out += b" (" + b" ".join(ext) + b")"
         return out
@@ -498,10 +501,11 @@ class ResponseEncoder:
             out += b" MIN %d" % r.min
         if r.max is not None:
             out += b" MAX %d" % r.max
-        if r.all is not None and len(r.all):
-            out += b" ALL " + r.all.encode()
+        # Pairs may come in any order (RFC 9051 7.3.4); COUNT before ALL as in its examples.
         if r.count is not None:
             out += b" COUNT %d" % r.count
+        if r.all is not None and len(r.all):
+            out += b" ALL " + r.all.encode()
         if r.modseq is not None:
             out += b" MODSEQ %d" % r.modseq
         return bytes(out)

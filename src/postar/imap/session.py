@@ -35,7 +35,7 @@ from postar.auth.authenticator import Authenticator
 from postar.auth.sasl import FailureReason
 from postar.imap import commands as c
 from postar.imap import state as st
-from postar.imap.capabilities import ENABLEABLE, capabilities
+from postar.imap.capabilities import ENABLEABLE, capabilities, literal_capability
 from postar.imap.codes import (
     CapabilityCode,
     Code,
@@ -109,6 +109,11 @@ class ImapSettings:
     limits: ImapLimits = field(default_factory=ImapLimits)
     max_errors: int = 20  # protocol errors before the server hangs up
     server_name: str = "Postar"
+    # RFC 7888 section 5: LITERAL+ (the default) or LITERAL-, advertised and enforced alike.
+    literal_mode: LiteralMode = LiteralMode.PLUS
+
+    def __post_init__(self) -> None:
+        literal_capability(self.literal_mode)  # NONE is refused here, not at CAPABILITY time
 
 
 class CommandError(Exception):
@@ -169,7 +174,7 @@ class ImapSession:
         self.auth = authenticator
         self.conn = conn
         self.settings = settings or ImapSettings()
-        self.receiver = Receiver(self.settings.limits, literal_mode=LiteralMode.PLUS)
+        self.receiver = Receiver(self.settings.limits, literal_mode=self.settings.literal_mode)
         self.encoder = ResponseEncoder()
         self.state = st.State.NOT_AUTHENTICATED
         self.account: Account | None = None
@@ -231,6 +236,7 @@ class ImapSession:
             plaintext_allowed=self.auth.plaintext_allowed(tls, self.conn.peer_ip),
             mechanisms=self.auth.mechanisms_for(tls, self.conn.peer_ip),
             append_limit=self.settings.limits.max_literal_size,
+            literal_mode=self.settings.literal_mode,
         )
 
     # -- output --------------------------------------------------------------------------------
@@ -643,7 +649,8 @@ class ImapSession:
         if self.rev2:
             # RFC 9051 6.3.2: a LIST response with the mailbox name is required.
             attrs = await mailbox_exec.attributes_of(self, mailbox.name)
-            out.append(ListData(attrs, "/", mailbox.name))
+            # With OLDNAME when the client spelled the name otherwise, as in section 8.
+            out.append(ListData(attrs, "/", mailbox.name, old_name=command.given_name))
         await self.send_all(out)
         if command.qresync is not None:
             await mailbox_exec.qresync_select(self, view, command.qresync)

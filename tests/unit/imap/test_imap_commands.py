@@ -77,7 +77,7 @@ def test_enable() -> None:
 def test_select_examine_with_condstore_and_qresync() -> None:
     assert command(b"A142 SELECT INBOX\r\n") == c.Select(tag="A142", mailbox="INBOX")
     assert command(b"a EXAMINE inbox (CONDSTORE)\r\n") == c.Examine(
-        tag="a", mailbox="INBOX", condstore=True
+        tag="a", mailbox="INBOX", condstore=True, given_name="inbox"
     )
     # RFC 7162 section 3.2.5.2 example.
     cmd = command(b"A02 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n")

@@ -84,7 +84,7 @@ def test_sort_keys_reverse_and_ties_by_sequence() -> None:
     assert order(items, (SortKey.SUBJECT, False)) == [2, 1, 3]
     assert order(items, (SortKey.SIZE, True)) == [1, 3, 2]
     assert order(items, (SortKey.SIZE, True), (SortKey.ARRIVAL, False)) == [3, 1, 2]
-    # i;ascii-casemap: "Bob" sorts between "alice" and "carol".
+    # i;unicode-casemap (ASCII letters as upper case): "Bob" sorts between "alice" and "carol".
     assert order(items, (SortKey.FROM, False)) == [3, 2, 1]
     assert order(items, (SortKey.ARRIVAL, True)) == [1, 3, 2]
 

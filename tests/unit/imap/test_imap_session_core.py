@@ -89,6 +89,9 @@ async def test_enable_imap4rev2_changes_select(tmp_path: Path) -> None:
         assert b"* ENABLED IMAP4rev2 CONDSTORE\r\n" in answer
         answer = await c.command(b"a2 SELECT inbox")
         assert b"RECENT" not in answer
+        # RFC 9051 section 8: the name as given comes back in OLDNAME.
+        assert b'* LIST (\\HasNoChildren) "/" INBOX ("OLDNAME" ("inbox"))\r\n' in answer
+        answer = await c.command(b"a3 EXAMINE INBOX")
         assert b'* LIST (\\HasNoChildren) "/" INBOX\r\n' in answer
 
 

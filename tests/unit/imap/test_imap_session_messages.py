@@ -214,7 +214,7 @@ async def test_search_keys(tmp_path: Path) -> None:
         answer = await c.command(b"u UID SEARCH SUBJECT apples")
         assert answer.startswith(b"* SEARCH 1\r\n")
         answer = await c.command(b"e SEARCH RETURN (MIN MAX COUNT ALL) NOT FLAGGED")
-        assert b'* ESEARCH (TAG "e") MIN 1 MAX 3 ALL 1,3 COUNT 2\r\n' in answer
+        assert b'* ESEARCH (TAG "e") MIN 1 MAX 3 COUNT 2 ALL 1,3\r\n' in answer
         answer = await c.command(b"m SEARCH MODSEQ 1")
         assert re.search(rb"\* SEARCH 1 2 3 \(MODSEQ \d+\)", answer)
 
