@@ -141,6 +141,11 @@ class POP3Connection:
         self._out.clear()
         return out
 
+    @property
+    def bytes_to_send(self) -> int:
+        """How much data_to_send() holds: the glue writes once this passes its threshold."""
+        return len(self._out)
+
     def next_event(self) -> Event:
         while True:
             if self._closed is not None:
