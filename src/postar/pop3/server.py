@@ -100,11 +100,16 @@ class POP3Session:
             await self.conn.drain()
 
     async def run(self) -> None:
+        core = self.core
         try:
             while True:
-                event = self.core.next_event()
-                if isinstance(event, NeedData):
-                    self.core.receive_data(await self._recv())
+                event = core.next_event()
+                # RETR first: a download is a run of them, each otherwise one more coroutine
+                # and four failed class patterns in dispatch().
+                if type(event) is RetrRequest:
+                    await self.retrieve(event.index, event.top_lines)
+                elif isinstance(event, NeedData):
+                    core.receive_data(await self._recv())
                 elif isinstance(event, CloseConnection):
                     await self.flush()
                     return
