@@ -130,10 +130,13 @@ class POP3Session:
             return b""
 
     async def dispatch(self, event: object) -> None:
+        # What these events wait for (a password hash, a handshake, a durable expunge) takes
+        # long next to a write: gathered answers leave first, so the RETRs a client pipelined
+        # before QUIT are on their way before their messages are removed.
+        await self.flush()
         auth = self.services.authenticator
         match event:
             case StartTLS():
-                await self.flush()
                 await self.conn.start_tls()
                 self.core.tls_started(
                     mechanisms=auth.mechanisms_for(True, self.conn.peer_ip),

@@ -157,3 +157,26 @@ async def test_a_client_that_stops_reading_gets_at_most_one_batch(store: Store) 
         assert len(conn.output) < sum(len(m) for m in messages) // 4
     finally:
         task.cancel()
+
+
+async def test_answers_gathered_before_quit_leave_before_the_expunge(store: Store) -> None:
+    messages = [message(n, body_lines=2) for n in range(3)]
+    await fill_inbox(store, messages)
+    conn = StandInConnection([LOGIN + b"RETR 1\r\nRETR 2\r\nDELE 1\r\nDELE 2\r\nQUIT\r\n"])
+    written_at_expunge: list[bytes] = []
+    expunge = store.expunge
+
+    async def watched_expunge(mailbox_id: int, uids: list[int]) -> object:
+        written_at_expunge.append(conn.output)
+        return await expunge(mailbox_id, uids)
+
+    store.expunge = watched_expunge  # type: ignore[method-assign]
+    await asyncio.wait_for(pop3_server(store).handle(conn), 10)  # type: ignore[arg-type]
+
+    [before] = written_at_expunge
+    assert before.endswith(
+        retr_answer(messages[0])
+        + retr_answer(messages[1])
+        + b"+OK Message 1 deleted\r\n+OK Message 2 deleted\r\n"
+    )
+    assert conn.output.endswith(b"+OK Postar POP3 server signing off (1 messages left)\r\n")
