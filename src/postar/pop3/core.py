@@ -141,6 +141,11 @@ class POP3Connection:
         self._out.clear()
         return out
 
+    @property
+    def bytes_to_send(self) -> int:
+        """How much data_to_send() holds: the glue writes once this passes its threshold."""
+        return len(self._out)
+
     def next_event(self) -> Event:
         while True:
             if self._closed is not None:
@@ -181,9 +186,10 @@ class POP3Connection:
                 self._discarding = True
                 return self._next_line()
             return None
-        line = bytes(self._in[:nl])
+        end = nl - 1 if nl and self._in[nl - 1] == 0x0D else nl  # CRLF, or a bare LF
+        line = bytes(self._in[:end])
         del self._in[: nl + 1]
-        return line[:-1] if line.endswith(b"\r") else line
+        return line
 
     def _close(self, reason: str) -> CloseConnection:
         self._closed = CloseConnection(reason)
@@ -476,7 +482,7 @@ class POP3Connection:
             self._out += ok("Top of message follows")
         else:
             # RFC 1939 section 7: the octet count is the message's size in the maildrop.
-            self._out += ok(f"{self._sizes[self._message_index]} octets")
+            self._out += b"+OK %d octets\r\n" % self._sizes[self._message_index]
 
     def commit_done(self) -> None:
         """The Commit's deletions are durable and the maildrop released."""

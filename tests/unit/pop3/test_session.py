@@ -1,0 +1,182 @@
+"""The POP3 glue (pop3/server.py) over a real SQLite store and a stand-in connection.
+
+The stand-in records every write() and lets a test decide whether the peer reads: drain()
+either returns or blocks, as net.Connection's does above its write high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+
+from postar.auth import Authenticator
+from postar.auth.passwords import hash_password
+from postar.config import Config
+from postar.mime.parser import parse_message
+from postar.pop3.server import RETR_CHUNK, WRITE_THRESHOLD, POP3Server
+from postar.store.interface import Store
+from postar.store.sqlite.backend import SQLiteStore
+
+HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+USER = "alice@example.org"
+PASSWORD = "wonderland"
+
+
+def message(n: int, body_lines: int) -> bytes:
+    head = f"From: bob@example.net\r\nTo: {USER}\r\nSubject: message {n}\r\n\r\n".encode()
+    # Lines that need stuffing (RFC 1939 section 3), at the start and inside the body.
+    lines = [b".starts with a dot", b"..two dots", b"plain line %d" % n] * body_lines
+    return head + b"\r\n".join(lines) + b"\r\n"
+
+
+def retr_answer(raw: bytes) -> bytes:
+    stuffed = raw.replace(b"\n.", b"\n..")
+    return b"+OK %d octets\r\n" % len(raw) + stuffed + b".\r\n"
+
+
+@dataclass
+class StandInConnection:
+    """What POP3Session uses of net.Connection. `reads_up_to`: the peer stops reading after
+    that many bytes, so a drain() once more has been written blocks until the test ends."""
+
+    inbound: list[bytes]
+    reads_up_to: int | None = None
+    writes: list[bytes] = field(default_factory=list)
+    undrained: int = 0  # bytes written since the last drain() returned
+    most_undrained: int = 0
+    blocked: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting_for_input: asyncio.Event = field(default_factory=asyncio.Event)
+    conn_id = "test"
+    peer_ip = "127.0.0.1"
+    tls_active = False
+    can_start_tls = False
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(self.writes)
+
+    async def recv(self, max_bytes: int = 65536) -> bytes:
+        if self.inbound:
+            return self.inbound.pop(0)
+        self.waiting_for_input.set()
+        await asyncio.Event().wait()  # a client that has nothing more to say
+        return b""
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self.undrained += len(data)
+        self.most_undrained = max(self.most_undrained, self.undrained)
+
+    async def drain(self) -> None:
+        if self.reads_up_to is not None and len(self.output) > self.reads_up_to:
+            self.blocked.set()
+            await asyncio.Event().wait()
+        self.undrained = 0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = SQLiteStore(tmp_path / "data", fsync=False, group_commit_window=0.0, default_quota=0)
+    await s.open()
+    try:
+        await s.add_domain("example.org")
+        await s.add_account(USER, hash_password(PASSWORD, HASHER), None)
+        yield s
+    finally:
+        await s.close()
+
+
+async def fill_inbox(store: Store, messages: list[bytes]) -> None:
+    account = await store.get_account(USER)
+    assert account is not None
+    inbox = await store.get_mailbox(account.id, "INBOX")
+    assert inbox is not None
+    for raw in messages:
+        await store.append(account.id, inbox.id, raw, parse_message(raw))
+
+
+def pop3_server(store: Store) -> POP3Server:
+    config = Config()
+    services = type("Services", (), {})()
+    services.config = config
+    services.store = store
+    services.authenticator = Authenticator(store, config.auth, hasher=HASHER)
+    return POP3Server(services)  # type: ignore[arg-type]
+
+
+LOGIN = f"USER {USER}\r\nPASS {PASSWORD}\r\n".encode()
+
+
+async def test_pipelined_retrs_are_answered_in_order_and_in_batches(store: Store) -> None:
+    messages = [message(n, body_lines=20) for n in range(200)]
+    await fill_inbox(store, messages)
+    retrs = b"".join(b"RETR %d\r\n" % n for n in range(1, len(messages) + 1))
+    conn = StandInConnection([LOGIN + retrs + b"QUIT\r\n"])
+    await asyncio.wait_for(pop3_server(store).handle(conn), 10)  # type: ignore[arg-type]
+
+    out = conn.output
+    assert out.startswith(b"+OK ")
+    answers = out.split(b"\r\n", 3)[3]  # after the greeting and the USER and PASS replies
+    quit_reply = b"+OK Postar POP3 server signing off (200 messages left)\r\n"
+    assert answers == b"".join(retr_answer(m) for m in messages) + quit_reply
+    # Pipelined answers leave in batches of about WRITE_THRESHOLD, not one write each.
+    assert len(conn.writes) <= len(out) // WRITE_THRESHOLD + 4
+
+
+async def test_a_lone_retr_is_answered_before_the_session_waits(store: Store) -> None:
+    await fill_inbox(store, [message(1, body_lines=2)])
+    conn = StandInConnection([LOGIN, b"RETR 1\r\n"])
+    task = asyncio.create_task(pop3_server(store).handle(conn))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(conn.waiting_for_input.wait(), 10)
+        assert conn.output.endswith(retr_answer(message(1, body_lines=2)))
+    finally:
+        task.cancel()
+
+
+async def test_a_client_that_stops_reading_gets_at_most_one_batch(store: Store) -> None:
+    # Small and large (several chunks) messages; the whole maildrop is ~2 MB.
+    messages = [message(n, body_lines=20 if n % 10 else 8000) for n in range(100)]
+    await fill_inbox(store, messages)
+    retrs = b"".join(b"RETR %d\r\n" % n for n in range(1, len(messages) + 1))
+    # The peer reads the greeting and the login replies, then nothing more.
+    conn = StandInConnection([LOGIN + retrs], reads_up_to=200)
+    server = pop3_server(store)
+    task = asyncio.create_task(server.handle(conn))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(conn.blocked.wait(), 10)
+        for _ in range(20):  # the session gets every chance to write more than it should
+            await asyncio.sleep(0)
+        # A RETR chunk may double in size by stuffing; a status line comes with it.
+        assert conn.most_undrained <= WRITE_THRESHOLD + 2 * RETR_CHUNK + 100
+        assert len(conn.output) < sum(len(m) for m in messages) // 4
+    finally:
+        task.cancel()
+
+
+async def test_answers_gathered_before_quit_leave_before_the_expunge(store: Store) -> None:
+    messages = [message(n, body_lines=2) for n in range(3)]
+    await fill_inbox(store, messages)
+    conn = StandInConnection([LOGIN + b"RETR 1\r\nRETR 2\r\nDELE 1\r\nDELE 2\r\nQUIT\r\n"])
+    written_at_expunge: list[bytes] = []
+    expunge = store.expunge
+
+    async def watched_expunge(mailbox_id: int, uids: list[int]) -> object:
+        written_at_expunge.append(conn.output)
+        return await expunge(mailbox_id, uids)
+
+    store.expunge = watched_expunge  # type: ignore[method-assign]
+    await asyncio.wait_for(pop3_server(store).handle(conn), 10)  # type: ignore[arg-type]
+
+    [before] = written_at_expunge
+    assert before.endswith(
+        retr_answer(messages[0])
+        + retr_answer(messages[1])
+        + b"+OK Message 1 deleted\r\n+OK Message 2 deleted\r\n"
+    )
+    assert conn.output.endswith(b"+OK Postar POP3 server signing off (1 messages left)\r\n")
