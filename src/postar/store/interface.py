@@ -29,6 +29,7 @@ from postar.store.model import (
     FlagMode,
     Mailbox,
     MailboxChange,
+    MailboxDelta,
     MessageRecord,
     QueuedRecipient,
     QueueEntry,
@@ -219,6 +220,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         """UIDs expunged after modseq (QRESYNC VANISHED)."""
+
+    @abc.abstractmethod
+    async def mailbox_delta(self, mailbox_id: int, modseq: int) -> MailboxDelta | None:
+        """changed_since and expunged_since plus the mailbox's UIDNEXT, HIGHESTMODSEQ and
+        noselect, from one snapshot (an IMAP session's refresh); None if the mailbox is gone.
+        Costs what changed, not the mailbox's size."""
 
     @abc.abstractmethod
     async def get_parsed(self, blob_id: str) -> ParsedMessage:

@@ -156,7 +156,7 @@ class MailboxOps(SQLiteBase):
                 raise NotFound(f"no mailbox {mailbox_id}")
             return int(row[0])
 
-        mark = await self._read(read)
+        mark = self._read_point(read)  # one row by primary key
         if highest_uid <= mark:
             return mark  # nothing to claim: no write transaction
 
