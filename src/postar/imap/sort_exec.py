@@ -54,7 +54,7 @@ class SortCache:
         known = self.envelopes.get(blob_id)
         if known is None:
             try:
-                parsed = await session.store.get_parsed(blob_id)
+                parsed = await session.parsed(blob_id)
             except NotFound:
                 # Expunged elsewhere and freed before this session heard of it: it sorts and
                 # searches as a message with no headers (not cached: it is not a fact).
