@@ -67,6 +67,9 @@ class MailboxView:
     recent: set[int] = field(default_factory=set)
     recent_top: int = 0
     show_recent: bool = False
+    # Records SEARCH has read, kept for what never changes for a UID (size, INTERNALDATE,
+    # body, object ids); their flags and MODSEQ may be stale, `flags`/`modseqs` are not.
+    facts: dict[int, MessageRecord] = field(default_factory=dict)
 
     @classmethod
     def from_records(
@@ -220,6 +223,7 @@ class MailboxView:
             for uid in gone:
                 self.flags.pop(uid, None)
                 self.modseqs.pop(uid, None)
+                self.facts.pop(uid, None)
                 self.recent.discard(uid)
                 self.flag_news.discard(uid)
             self.uids = keep

@@ -111,8 +111,9 @@ class _Evaluator:
         }[field]
         return [_address_text(a) for a in addresses if a.mailbox is not None]
 
-    def match(self, key: k.SearchKey, seq: int, uid: int, record: MessageRecord) -> bool:
-        flags = self.view.flags.get(uid, record.flags)
+    def match(self, key: k.SearchKey, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        """`record` is None when the criteria need nothing the view does not hold
+        (`needs_records`)."""
         if isinstance(key, k.All):
             return True
         if isinstance(key, k.And):
@@ -122,6 +123,10 @@ class _Evaluator:
         if isinstance(key, k.Not):
             return not self.match(key.key, seq, uid, record)
         if isinstance(key, k.Flag):
+            # The flags this client was told (the view's), which a refresh keeps current.
+            flags = self.view.flags.get(uid)
+            if flags is None:
+                flags = record.flags if record is not None else frozenset()
             has = key.flag.lower() in {f.lower() for f in flags}
             return has == key.present
         if isinstance(key, k.Recent):
@@ -133,6 +138,9 @@ class _Evaluator:
                 top = self.view.uids[-1] if self.view.uids else 0
                 return uid in key.set.resolve(top)
             return seq in key.set.resolve(self.view.exists)
+        if isinstance(key, k.Text):
+            return uid in self.text_hits[(key.value, key.body_only)]
+        assert record is not None, "needs_records() was not consulted"
         if isinstance(key, k.Size):
             return record.size > key.octets if key.larger else record.size < key.octets
         if isinstance(key, k.Age):
@@ -143,8 +151,6 @@ class _Evaluator:
         if isinstance(key, k.ObjectId):
             value = record.email_id if key.kind == "EMAILID" else record.thread_id
             return value == key.value
-        if isinstance(key, k.Text):
-            return uid in self.text_hits[(key.value, key.body_only)]
         if isinstance(key, k.EnvelopeContains):
             needle = key.value.casefold()
             return any(needle in v.casefold() for v in self._envelope_values(uid, key.field))
@@ -181,14 +187,47 @@ def uses_modseq(key: k.SearchKey) -> bool:
     return any(isinstance(n, k.ModSeq) for n in _walk(key))
 
 
+# Keys the view alone answers: flags, \Recent, numbers, the saved result, and TEXT/BODY
+# (the full-text index answers those by UID).
+_VIEW_KEYS = (k.All, k.Flag, k.Recent, k.Numbers, k.Text, k.Not, k.Or, k.And)
+
+
+def needs_records(key: k.SearchKey) -> bool:
+    return not all(isinstance(n, _VIEW_KEYS) for n in _walk(key))
+
+
+async def _records(
+    session: ImapSession, view: MailboxView, fresh: bool
+) -> dict[int, MessageRecord]:
+    """The live messages' records. Size, dates, body and object ids never change for a UID,
+    so the view keeps what it read once (`MailboxView.facts`) and asks the store only for
+    messages it has not seen; MODSEQ changes, so a MODSEQ search reads everything afresh."""
+    live = [u for u in view.uids if view.live(u)]
+    facts = view.facts
+    missing = [u for u in live if u not in facts]
+    if fresh or len(missing) > len(live) // 2:
+        found = await session.store.list_messages(view.id)
+    else:
+        found = await session.store.get_messages(view.id, missing) if missing else []
+    for r in found:
+        if r.uid in view.flags:
+            facts[r.uid] = r
+    return {u: facts[u] for u in live if u in facts}
+
+
 async def run_search(session: ImapSession, criteria: k.SearchKey) -> list[tuple[int, int]]:
     """The (seq, uid) pairs of live messages matching `criteria`, ascending."""
     view = session.selected()
-    all_records = {r.uid: r for r in await session.store.list_messages(view.id)}
-    records = {u: all_records[u] for u in view.uids if view.live(u) and u in all_records}
     evaluator = _Evaluator(session, view)
-    await evaluator.prepare(criteria, records)
     hits: list[tuple[int, int]] = []
+    if not needs_records(criteria):
+        await evaluator.prepare(criteria, {})
+        for seq, uid in enumerate(view.uids, start=1):
+            if view.live(uid) and evaluator.match(criteria, seq, uid, None):
+                hits.append((seq, uid))
+        return hits
+    records = await _records(session, view, fresh=uses_modseq(criteria))
+    await evaluator.prepare(criteria, records)
     for seq, uid in enumerate(view.uids, start=1):
         record = records.get(uid)
         if record is not None and evaluator.match(criteria, seq, uid, record):
