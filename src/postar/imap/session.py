@@ -612,7 +612,8 @@ class ImapSession:
             self.condstore = True
         if command.qresync is not None and not self.qresync:
             raise bad("QRESYNC must be enabled first")
-        mailbox = await self.store.get_mailbox(self.account_id, command.mailbox)
+        # SELECT counts from the records it reads anyway (MailboxView), not from the row.
+        mailbox = await self.store.get_mailbox(self.account_id, command.mailbox, counts=False)
         if mailbox is None:
             raise no("No such mailbox", Code.NONEXISTENT)
         if mailbox.noselect:

@@ -145,8 +145,12 @@ class Store(abc.ABC):
         """All mailboxes of the account with fresh counts, sorted by name."""
 
     @abc.abstractmethod
-    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        """By full name; "INBOX" matches case-insensitively (RFC 9051 5.1)."""
+    async def get_mailbox(
+        self, account_id: int, name: str, *, counts: bool = True
+    ) -> Mailbox | None:
+        """By full name; "INBOX" matches case-insensitively (RFC 9051 5.1). counts=False
+        leaves messages, unseen, deleted and size at 0 and first_unseen_uid None, and costs
+        one row instead of a pass over the mailbox's messages (APPEND, SELECT, COPY)."""
 
     @abc.abstractmethod
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
