@@ -59,6 +59,9 @@ class _Evaluator:
         self.text_hits: dict[tuple[str, bool], set[int]] = {}
         self.headers: dict[int, list[tuple[str, str]]] = {}
         self.envelopes: dict[int, Envelope] = {}
+        self.blob_of: dict[int, str] = {}  # uid -> blob id, for the per-blob text cache
+        # Flag sets repeat (a mailbox has a few combinations): each lowered once per search.
+        self._lowered: dict[frozenset[str], frozenset[str]] = {}
         self.now = time.time()
         self.saved = set(session.saved_search or [])
 
@@ -80,6 +83,7 @@ class _Evaluator:
             cache = self.session.sort_cache
             for uid, record in records.items():
                 self.envelopes[uid] = await cache.envelope(self.session, record.blob_id)
+                self.blob_of[uid] = record.blob_id
         if needs_headers:
             for uid, record in records.items():
                 try:
@@ -97,19 +101,36 @@ class _Evaluator:
         name = name.lower()
         return [decode_words(v) for n, v in self.headers.get(uid, []) if n.lower() == name]
 
-    def _envelope_values(self, uid: int, field: k.EnvelopeField) -> list[str]:
+    def _envelope_values(self, uid: int, field: k.EnvelopeField) -> tuple[str, ...]:
+        """The field's values decoded and casefolded, computed once per body and session
+        (SortCache.texts): a client repeats its searches over the same messages."""
         env = self.envelopes.get(uid)
         if env is None:
-            return []
+            return ()
+        texts = self.session.sort_cache.texts
+        key = (self.blob_of[uid], field.value)
+        known = texts.get(key)
+        if known is not None:
+            return known
         if field is k.EnvelopeField.SUBJECT:
-            return [decode_words(env.subject)] if env.subject is not None else []
-        addresses = {
-            k.EnvelopeField.FROM: env.from_,
-            k.EnvelopeField.TO: env.to,
-            k.EnvelopeField.CC: env.cc,
-            k.EnvelopeField.BCC: env.bcc,
-        }[field]
-        return [_address_text(a) for a in addresses if a.mailbox is not None]
+            values = [decode_words(env.subject)] if env.subject is not None else []
+        else:
+            addresses = {
+                k.EnvelopeField.FROM: env.from_,
+                k.EnvelopeField.TO: env.to,
+                k.EnvelopeField.CC: env.cc,
+                k.EnvelopeField.BCC: env.bcc,
+            }[field]
+            values = [_address_text(a) for a in addresses if a.mailbox is not None]
+        known = texts[key] = tuple(v.casefold() for v in values)
+        self.session.sort_cache.trim()
+        return known
+
+    def _lower(self, flags: frozenset[str]) -> frozenset[str]:
+        lowered = self._lowered.get(flags)
+        if lowered is None:
+            lowered = self._lowered[flags] = frozenset(f.lower() for f in flags)
+        return lowered
 
     def match(self, key: k.SearchKey, seq: int, uid: int, record: MessageRecord | None) -> bool:
         """`record` is None when the criteria need nothing the view does not hold
@@ -127,7 +148,7 @@ class _Evaluator:
             flags = self.view.flags.get(uid)
             if flags is None:
                 flags = record.flags if record is not None else frozenset()
-            has = key.flag.lower() in {f.lower() for f in flags}
+            has = key.flag in flags or key.flag.lower() in self._lower(flags)
             return has == key.present
         if isinstance(key, k.Recent):
             return (uid in self.view.recent) == key.present  # RFC 3501 \Recent, per session
@@ -153,7 +174,7 @@ class _Evaluator:
             return value == key.value
         if isinstance(key, k.EnvelopeContains):
             needle = key.value.casefold()
-            return any(needle in v.casefold() for v in self._envelope_values(uid, key.field))
+            return any(needle in v for v in self._envelope_values(uid, key.field))
         if isinstance(key, k.Header):
             values = self._field_values(uid, key.name)
             needle = key.value.casefold()

@@ -42,10 +42,12 @@ class SortCache:
     def __init__(self) -> None:
         self.envelopes: dict[str, tuple[Envelope, int]] = {}
         self.references: dict[str, tuple[str, ...]] = {}
+        # SEARCH FROM/TO/CC/BCC/SUBJECT: (blob id, field) -> decoded, casefolded values.
+        self.texts: dict[tuple[str, str], tuple[str, ...]] = {}
 
-    def _trim(self) -> None:
+    def trim(self) -> None:
         # Bodies never change, so dropping the oldest half only costs re-reads.
-        for table in (self.envelopes, self.references):
+        for table in (self.envelopes, self.references, self.texts):
             if len(table) > MAX_CACHED:
                 for key in list(table)[: MAX_CACHED // 2]:
                     del table[key]
@@ -60,7 +62,7 @@ class SortCache:
                 # searches as a message with no headers (not cached: it is not a fact).
                 return Envelope()
             known = self.envelopes[blob_id] = (parsed.envelope, parsed.root.body_start)
-            self._trim()
+            self.trim()
         return known[0]
 
     async def thread_refs(
@@ -80,7 +82,7 @@ class SortCache:
             values = [v for n, v in split_fields(block) if n.lower() == "references"]
             refs = thread_references(values[0] if values else None, env.in_reply_to)
             self.references[blob_id] = refs
-            self._trim()
+            self.trim()
         return refs
 
 
