@@ -13,9 +13,10 @@ timezone as RFC 9051 asks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from postar.imap import commands as c
 from postar.imap import search as k
@@ -62,6 +63,7 @@ class _Evaluator:
         self.blob_of: dict[int, str] = {}  # uid -> blob id, for the per-blob text cache
         # Flag sets repeat (a mailbox has a few combinations): each lowered once per search.
         self._lowered: dict[frozenset[str], frozenset[str]] = {}
+        self._needles: dict[str, str] = {}  # search strings, casefolded once
         self.now = time.time()
         self.saved = set(session.saved_search or [])
 
@@ -134,64 +136,106 @@ class _Evaluator:
 
     def match(self, key: k.SearchKey, seq: int, uid: int, record: MessageRecord | None) -> bool:
         """`record` is None when the criteria need nothing the view does not hold
-        (`needs_records`)."""
-        if isinstance(key, k.All):
-            return True
-        if isinstance(key, k.And):
-            return all(self.match(sub, seq, uid, record) for sub in key.keys)
-        if isinstance(key, k.Or):
-            return self.match(key.left, seq, uid, record) or self.match(key.right, seq, uid, record)
-        if isinstance(key, k.Not):
-            return not self.match(key.key, seq, uid, record)
-        if isinstance(key, k.Flag):
-            # The flags this client was told (the view's), which a refresh keeps current.
-            flags = self.view.flags.get(uid)
-            if flags is None:
-                flags = record.flags if record is not None else frozenset()
-            has = key.flag in flags or key.flag.lower() in self._lower(flags)
-            return has == key.present
-        if isinstance(key, k.Recent):
-            return (uid in self.view.recent) == key.present  # RFC 3501 \Recent, per session
-        if isinstance(key, k.Numbers):
-            if key.set.saved:
-                return uid in self.saved
-            if key.uid:
-                top = self.view.uids[-1] if self.view.uids else 0
-                return uid in key.set.resolve(top)
-            return seq in key.set.resolve(self.view.exists)
-        if isinstance(key, k.Text):
-            return uid in self.text_hits[(key.value, key.body_only)]
+        (`needs_records`). One call per key and message: dispatched by the key's type."""
+        return _MATCHERS[type(key)](self, key, seq, uid, record)
+
+    def _all(self, key: k.All, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        return True
+
+    def _and(self, key: k.And, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        return all(self.match(sub, seq, uid, record) for sub in key.keys)
+
+    def _or(self, key: k.Or, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        return self.match(key.left, seq, uid, record) or self.match(key.right, seq, uid, record)
+
+    def _not(self, key: k.Not, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        return not self.match(key.key, seq, uid, record)
+
+    def _flag(self, key: k.Flag, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        # The flags this client was told (the view's), which a refresh keeps current.
+        flags = self.view.flags.get(uid)
+        if flags is None:
+            flags = record.flags if record is not None else frozenset()
+        has = key.flag in flags or key.flag.lower() in self._lower(flags)
+        return has == key.present
+
+    def _recent(self, key: k.Recent, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        return (uid in self.view.recent) == key.present  # RFC 3501 \Recent, per session
+
+    def _numbers(self, key: k.Numbers, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        if key.set.saved:
+            return uid in self.saved
+        if key.uid:
+            top = self.view.uids[-1] if self.view.uids else 0
+            return uid in key.set.resolve(top)
+        return seq in key.set.resolve(self.view.exists)
+
+    def _text(self, key: k.Text, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        return uid in self.text_hits[(key.value, key.body_only)]
+
+    def _size(self, key: k.Size, seq: int, uid: int, record: MessageRecord | None) -> bool:
         assert record is not None, "needs_records() was not consulted"
-        if isinstance(key, k.Size):
-            return record.size > key.octets if key.larger else record.size < key.octets
-        if isinstance(key, k.Age):
-            age = self.now - record.internal_date
-            return age >= key.seconds if key.older else age <= key.seconds
-        if isinstance(key, k.ModSeq):
-            return max(record.modseq, self.view.modseqs.get(uid, 0)) >= key.modseq
-        if isinstance(key, k.ObjectId):
-            value = record.email_id if key.kind == "EMAILID" else record.thread_id
-            return value == key.value
-        if isinstance(key, k.EnvelopeContains):
-            needle = key.value.casefold()
-            return any(needle in v for v in self._envelope_values(uid, key.field))
-        if isinstance(key, k.Header):
-            values = self._field_values(uid, key.name)
-            needle = key.value.casefold()
-            return any(needle in v.casefold() for v in values)
-        if isinstance(key, k.DateCompare):
-            if key.field is k.DateField.INTERNAL:
-                day = datetime.fromtimestamp(record.internal_date, UTC).date()
-            else:
-                env = self.envelopes.get(uid)
-                if env is None or not env.date:
-                    return False
-                try:
-                    day = parsedate_to_datetime(env.date).date()
-                except (TypeError, ValueError, IndexError):
-                    return False
-            return _on(key.op, day, key.date)
-        raise TypeError(f"unknown search key {key!r}")
+        return record.size > key.octets if key.larger else record.size < key.octets
+
+    def _age(self, key: k.Age, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        assert record is not None, "needs_records() was not consulted"
+        age = self.now - record.internal_date
+        return age >= key.seconds if key.older else age <= key.seconds
+
+    def _modseq(self, key: k.ModSeq, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        assert record is not None, "needs_records() was not consulted"
+        return max(record.modseq, self.view.modseqs.get(uid, 0)) >= key.modseq
+
+    def _object_id(self, key: k.ObjectId, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        assert record is not None, "needs_records() was not consulted"
+        value = record.email_id if key.kind == "EMAILID" else record.thread_id
+        return value == key.value
+
+    def _envelope(
+        self, key: k.EnvelopeContains, seq: int, uid: int, record: MessageRecord | None
+    ) -> bool:
+        needle = self._needles.get(key.value)
+        if needle is None:
+            needle = self._needles[key.value] = key.value.casefold()
+        return any(needle in v for v in self._envelope_values(uid, key.field))
+
+    def _header(self, key: k.Header, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        values = self._field_values(uid, key.name)
+        needle = key.value.casefold()
+        return any(needle in v.casefold() for v in values)
+
+    def _date(self, key: k.DateCompare, seq: int, uid: int, record: MessageRecord | None) -> bool:
+        assert record is not None, "needs_records() was not consulted"
+        if key.field is k.DateField.INTERNAL:
+            day = datetime.fromtimestamp(record.internal_date, UTC).date()
+        else:
+            env = self.envelopes.get(uid)
+            if env is None or not env.date:
+                return False
+            try:
+                day = parsedate_to_datetime(env.date).date()
+            except (TypeError, ValueError, IndexError):
+                return False
+        return _on(key.op, day, key.date)
+
+
+_MATCHERS: dict[type, Callable[[_Evaluator, Any, int, int, MessageRecord | None], bool]] = {
+    k.All: _Evaluator._all,
+    k.And: _Evaluator._and,
+    k.Or: _Evaluator._or,
+    k.Not: _Evaluator._not,
+    k.Flag: _Evaluator._flag,
+    k.Recent: _Evaluator._recent,
+    k.Numbers: _Evaluator._numbers,
+    k.Text: _Evaluator._text,
+    k.Size: _Evaluator._size,
+    k.Age: _Evaluator._age,
+    k.ModSeq: _Evaluator._modseq,
+    k.ObjectId: _Evaluator._object_id,
+    k.EnvelopeContains: _Evaluator._envelope,
+    k.Header: _Evaluator._header,
+    k.DateCompare: _Evaluator._date,
+}
 
 
 def _address_text(address: Address) -> str:
