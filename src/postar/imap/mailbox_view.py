@@ -25,7 +25,6 @@ Invariants
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from dataclasses import dataclass, field
 
 from postar.imap.fetch import FetchItem
@@ -51,7 +50,7 @@ class MailboxGone(Exception):
 
 @dataclass
 class MailboxView:
-    mailbox: Mailbox
+    mailbox: Mailbox  # as at SELECT: its id, name and UIDVALIDITY; counters below are current
     read_only: bool
     uids: list[int] = field(default_factory=list)
     flags: dict[int, frozenset[str]] = field(default_factory=dict)
@@ -202,9 +201,6 @@ class MailboxView:
         for uid in delta.expunged:
             if uid in self.flags:
                 self.ghosts.add(uid)
-        self.mailbox = dataclasses.replace(
-            self.mailbox, uidnext=delta.uidnext, highestmodseq=delta.highestmodseq
-        )
         self.synced_modseq = max(since, delta.highestmodseq)
         self.uidnext = max(self.uidnext, delta.uidnext, top + 1)
 
