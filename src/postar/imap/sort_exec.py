@@ -9,7 +9,7 @@ mailbox costs no store reads.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from postar.imap import commands as c
 from postar.imap.ordering import (
@@ -35,6 +35,12 @@ MAX_HEADER_READ = 256 * 1024  # a References header beyond this is not worth a b
 MAX_CACHED = 200_000  # blob ids whose sort facts a session keeps
 
 
+def _halve(table: dict[Any, Any]) -> None:
+    if len(table) > MAX_CACHED:
+        for key in list(table)[: MAX_CACHED // 2]:
+            del table[key]
+
+
 class SortCache:
     """Per-session, by blob id: (envelope, header block length); thread references.
     Also what SEARCH's envelope keys (FROM, SUBJECT, SENTON...) read (search_exec)."""
@@ -47,10 +53,9 @@ class SortCache:
 
     def trim(self) -> None:
         # Bodies never change, so dropping the oldest half only costs re-reads.
-        for table in (self.envelopes, self.references, self.texts):
-            if len(table) > MAX_CACHED:
-                for key in list(table)[: MAX_CACHED // 2]:
-                    del table[key]
+        _halve(self.envelopes)
+        _halve(self.references)
+        _halve(self.texts)
 
     async def envelope(self, session: ImapSession, blob_id: str) -> Envelope:
         known = self.envelopes.get(blob_id)
