@@ -43,6 +43,7 @@ from postar.mime.structure import BodyPart, ParsedMessage
 from postar.store.model import FlagMode, MessageRecord
 
 if TYPE_CHECKING:
+    from postar.imap.mailbox_view import MailboxView
     from postar.imap.session import ImapSession
 
 BATCH = 256  # records read from the store at a time
@@ -236,6 +237,15 @@ class _Fetcher:
         return FetchData(seq, tuple(out))
 
 
+_FROM_VIEW = (FetchItem.FLAGS, FetchItem.UID)
+
+
+def _view_item(view: MailboxView, att: c.FetchAtt, uid: int) -> FetchValue:
+    if att is FetchItem.UID:
+        return NumberItem(FetchItem.UID, uid)
+    return FlagsItem(view.flags_of(uid))  # with \Recent for a rev1 client (RFC 3501 2.3.2)
+
+
 def _sets_seen(att: c.FetchAtt) -> bool:
     # RFC 9051 6.4.5: BODY[...] and BINARY[...] without .PEEK, RFC822 and RFC822.TEXT set \Seen.
     if isinstance(att, FetchBody | FetchBinary):
@@ -266,6 +276,13 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Tagged:
         if gone:
             await session.send(VanishedData(SequenceSet.from_numbers(gone), earlier=True))
     pairs = [(s, u) for s, u in pairs if view.live(u)]
+    if command.changed_since is None and all(a in _FROM_VIEW for a in atts):
+        # FLAGS and UID are what the view holds, kept current by the change feed: no store
+        # read (a client's resync asks this of every message). A message expunged elsewhere
+        # and not yet announced still answers, as RFC 9051 7.5.1 lets a server do.
+        for seq, uid in pairs:
+            await session.send(FetchData(seq, tuple(_view_item(view, a, uid) for a in atts)))
+        return Tagged(command.tag, S.OK, "FETCH completed")
     sets_seen = not view.read_only and any(_sets_seen(a) for a in atts)
     wants_flags = FetchItem.FLAGS in atts
     fetcher = _Fetcher(session, command)

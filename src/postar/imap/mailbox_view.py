@@ -4,7 +4,7 @@ flags last announced, and the changes other sessions made that are still to be a
 Theory of operation
 -------------------
 A session's view is a snapshot taken at SELECT. `refresh()` brings it up to date from the
-store with `changed_since` / `expunged_since` the view's synced MODSEQ (three cheap queries,
+store with `mailbox_delta` from the view's synced MODSEQ (one snapshot, costing what changed,
 done only when the change feed said the mailbox changed, or at NOOP/IDLE). What it finds is
 held as pending news; `announce()` turns it into untagged responses when the protocol allows:
 
@@ -50,7 +50,7 @@ class MailboxGone(Exception):
 
 @dataclass
 class MailboxView:
-    mailbox: Mailbox
+    mailbox: Mailbox  # as at SELECT: its id, name and UIDVALIDITY; counters below are current
     read_only: bool
     uids: list[int] = field(default_factory=list)
     flags: dict[int, frozenset[str]] = field(default_factory=dict)
@@ -66,6 +66,9 @@ class MailboxView:
     recent: set[int] = field(default_factory=set)
     recent_top: int = 0
     show_recent: bool = False
+    # Records SEARCH has read, kept for what never changes for a UID (size, INTERNALDATE,
+    # body, object ids); their flags and MODSEQ may be stale, `flags`/`modseqs` are not.
+    facts: dict[int, MessageRecord] = field(default_factory=dict)
 
     @classmethod
     def from_records(
@@ -173,18 +176,15 @@ class MailboxView:
 
     async def refresh(self, store: Store) -> None:
         """Read what changed since the last refresh (see the module docstring)."""
-        current = await store.get_mailbox_by_id(self.mailbox.id)
-        if current is None or current.noselect:
-            raise MailboxGone
-        # Read the mailbox's MODSEQ first: anything committed later has a larger one and is
-        # seen again next time, so nothing falls between two refreshes.
-        self.mailbox = current
         since = self.synced_modseq
-        changed = await store.changed_since(self.mailbox.id, since)
-        expunged = await store.expunged_since(self.mailbox.id, since)
+        # One snapshot: the mailbox's MODSEQ and the changes up to it, so nothing committed
+        # later falls between two refreshes (it has a larger MODSEQ and is read next time).
+        delta = await store.mailbox_delta(self.mailbox.id, since)
+        if delta is None or delta.noselect:
+            raise MailboxGone
         top = self.uids[-1] if self.uids else 0
-        gone = set(expunged)
-        for r in changed:
+        gone = set(delta.expunged)
+        for r in delta.changed:
             if r.uid in gone:
                 continue
             if r.uid in self.flags:
@@ -198,11 +198,11 @@ class MailboxView:
                 self.flags[r.uid] = r.flags
                 self.modseqs[r.uid] = r.modseq
                 top = r.uid
-        for uid in expunged:
+        for uid in delta.expunged:
             if uid in self.flags:
                 self.ghosts.add(uid)
-        self.synced_modseq = max(since, current.highestmodseq)
-        self.uidnext = max(self.uidnext, current.uidnext, top + 1)
+        self.synced_modseq = max(since, delta.highestmodseq)
+        self.uidnext = max(self.uidnext, delta.uidnext, top + 1)
 
     def announce(self, *, expunge: bool, qresync: bool, condstore: bool) -> list[Response]:
         """Untagged responses for the pending news; expunges only when `expunge` is allowed."""
@@ -219,6 +219,7 @@ class MailboxView:
             for uid in gone:
                 self.flags.pop(uid, None)
                 self.modseqs.pop(uid, None)
+                self.facts.pop(uid, None)
                 self.recent.discard(uid)
                 self.flag_news.discard(uid)
             self.uids = keep

@@ -46,7 +46,7 @@ async def append(session: ImapSession, command: c.Append) -> Tagged:
     from postar.imap.session import no
 
     store = session.store
-    mailbox = await store.get_mailbox(session.account_id, command.mailbox)
+    mailbox = await store.get_mailbox(session.account_id, command.mailbox, counts=False)
     if mailbox is None or mailbox.noselect:
         # RFC 9051 6.3.12: TRYCREATE tells the client it may CREATE and retry.
         raise no("No such mailbox", Code.TRYCREATE)
@@ -156,7 +156,7 @@ async def copy_move(session: ImapSession, command: c.Copy | c.Move) -> Tagged:
     if move:
         session.writable()
     store = session.store
-    dest = await store.get_mailbox(session.account_id, command.mailbox)
+    dest = await store.get_mailbox(session.account_id, command.mailbox, counts=False)
     if dest is None or dest.noselect:
         raise no("No such mailbox", Code.TRYCREATE)
     pairs = [(s, u) for s, u in session.resolve(command.sequence_set, uid=command.uid)

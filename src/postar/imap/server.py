@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from postar.imap.limits import ImapLimits
+from postar.imap.parsed_cache import ParsedCache
 from postar.imap.session import ImapSession, ImapSettings
 from postar.net.connection import Connection
 
@@ -31,7 +32,14 @@ class IMAPServer:
             ),
             max_errors=limits.errors_per_session,
         )
+        self.parsed_cache = ParsedCache()  # one for every session of this server
 
     async def handle(self, conn: Connection) -> None:
-        session = ImapSession(self.services.store, self.services.authenticator, conn, self.settings)
+        session = ImapSession(
+            self.services.store,
+            self.services.authenticator,
+            conn,
+            self.settings,
+            parsed_cache=self.parsed_cache,
+        )
         await session.run()

@@ -51,6 +51,7 @@ from postar.imap.compress import DeflateTransport
 from postar.imap.errors import ParseError
 from postar.imap.limits import ImapLimits, LiteralMode
 from postar.imap.mailbox_view import MailboxGone, MailboxView
+from postar.imap.parsed_cache import ParsedCache
 from postar.imap.receiver import NeedContinuation, NeedData, Receiver
 from postar.imap.response import (
     CapabilityData,
@@ -169,6 +170,7 @@ class ImapSession:
         authenticator: Authenticator,
         conn: Transport,
         settings: ImapSettings | None = None,
+        parsed_cache: ParsedCache | None = None,
     ) -> None:
         self.store = store
         self.auth = authenticator
@@ -187,7 +189,8 @@ class ImapSession:
         self._changed = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._changes: AsyncIterator[MailboxChange] | None = None
-        self._parsed_cache: dict[str, ParsedMessage] = {}
+        # Shared with the server's other sessions (IMAPServer); a session alone gets its own.
+        self.parsed_cache = parsed_cache if parsed_cache is not None else ParsedCache(64)
         self.sort_cache = SortCache()  # SORT/THREAD keys by blob id (RFC 5256)
 
     # -- helpers for the command modules ------------------------------------------------------
@@ -615,7 +618,8 @@ class ImapSession:
             self.condstore = True
         if command.qresync is not None and not self.qresync:
             raise bad("QRESYNC must be enabled first")
-        mailbox = await self.store.get_mailbox(self.account_id, command.mailbox)
+        # SELECT counts from the records it reads anyway (MailboxView), not from the row.
+        mailbox = await self.store.get_mailbox(self.account_id, command.mailbox, counts=False)
         if mailbox is None:
             raise no("No such mailbox", Code.NONEXISTENT)
         if mailbox.noselect:
@@ -707,11 +711,5 @@ class ImapSession:
                         await task
 
     async def parsed(self, blob_id: str) -> ParsedMessage:
-        """The stored parse of a body, with a small per-session cache."""
-        cached = self._parsed_cache.get(blob_id)
-        if cached is None:
-            cached = await self.store.get_parsed(blob_id)
-            if len(self._parsed_cache) >= 64:
-                self._parsed_cache.pop(next(iter(self._parsed_cache)))
-            self._parsed_cache[blob_id] = cached
-        return cached
+        """The stored parse of a body (read-only: it is shared through the cache)."""
+        return await self.parsed_cache.get(self.store, blob_id)

@@ -9,7 +9,7 @@ mailbox costs no store reads.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from postar.imap import commands as c
 from postar.imap.ordering import (
@@ -35,6 +35,12 @@ MAX_HEADER_READ = 256 * 1024  # a References header beyond this is not worth a b
 MAX_CACHED = 200_000  # blob ids whose sort facts a session keeps
 
 
+def _halve(table: dict[Any, Any]) -> None:
+    if len(table) > MAX_CACHED:
+        for key in list(table)[: MAX_CACHED // 2]:
+            del table[key]
+
+
 class SortCache:
     """Per-session, by blob id: (envelope, header block length); thread references.
     Also what SEARCH's envelope keys (FROM, SUBJECT, SENTON...) read (search_exec)."""
@@ -42,25 +48,26 @@ class SortCache:
     def __init__(self) -> None:
         self.envelopes: dict[str, tuple[Envelope, int]] = {}
         self.references: dict[str, tuple[str, ...]] = {}
+        # SEARCH FROM/TO/CC/BCC/SUBJECT: (blob id, field) -> decoded, casefolded values.
+        self.texts: dict[tuple[str, str], tuple[str, ...]] = {}
 
-    def _trim(self) -> None:
+    def trim(self) -> None:
         # Bodies never change, so dropping the oldest half only costs re-reads.
-        for table in (self.envelopes, self.references):
-            if len(table) > MAX_CACHED:
-                for key in list(table)[: MAX_CACHED // 2]:
-                    del table[key]
+        _halve(self.envelopes)
+        _halve(self.references)
+        _halve(self.texts)
 
     async def envelope(self, session: ImapSession, blob_id: str) -> Envelope:
         known = self.envelopes.get(blob_id)
         if known is None:
             try:
-                parsed = await session.store.get_parsed(blob_id)
+                parsed = await session.parsed(blob_id)
             except NotFound:
                 # Expunged elsewhere and freed before this session heard of it: it sorts and
                 # searches as a message with no headers (not cached: it is not a fact).
                 return Envelope()
             known = self.envelopes[blob_id] = (parsed.envelope, parsed.root.body_start)
-            self._trim()
+            self.trim()
         return known[0]
 
     async def thread_refs(
@@ -80,7 +87,7 @@ class SortCache:
             values = [v for n, v in split_fields(block) if n.lower() == "references"]
             refs = thread_references(values[0] if values else None, env.in_reply_to)
             self.references[blob_id] = refs
-            self._trim()
+            self.trim()
         return refs
 
 

@@ -7,6 +7,7 @@ A NUL can travel only in a literal8 (RFC 3516 section 4.1), and only in BINARY r
 
 from __future__ import annotations
 
+import functools
 import re
 
 # RFC 9051 ATOM-CHAR: any CHAR except atom-specials "(" ")" "{" SP CTL "%" "*" DQUOTE "\" "]".
@@ -75,6 +76,8 @@ def encode_astring(value: str | bytes, *, utf8: bool = False) -> bytes:
     return encode_string(data, utf8=utf8)
 
 
+# A mailbox has few distinct flags and FETCH FLAGS repeats them for every message.
+@functools.lru_cache(maxsize=4096)
 def encode_flag(flag: str) -> bytes:
     data = flag.encode("ascii", "replace")
     if _FLAG_RE.fullmatch(data) is None:

@@ -29,6 +29,7 @@ from postar.store.model import (
     FlagMode,
     Mailbox,
     MailboxChange,
+    MailboxDelta,
     MessageRecord,
     QueuedRecipient,
     QueueEntry,
@@ -144,8 +145,12 @@ class Store(abc.ABC):
         """All mailboxes of the account with fresh counts, sorted by name."""
 
     @abc.abstractmethod
-    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        """By full name; "INBOX" matches case-insensitively (RFC 9051 5.1)."""
+    async def get_mailbox(
+        self, account_id: int, name: str, *, counts: bool = True
+    ) -> Mailbox | None:
+        """By full name; "INBOX" matches case-insensitively (RFC 9051 5.1). counts=False
+        leaves messages, unseen, deleted and size at 0 and first_unseen_uid None, and costs
+        one row instead of a pass over the mailbox's messages (APPEND, SELECT, COPY)."""
 
     @abc.abstractmethod
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
@@ -219,6 +224,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         """UIDs expunged after modseq (QRESYNC VANISHED)."""
+
+    @abc.abstractmethod
+    async def mailbox_delta(self, mailbox_id: int, modseq: int) -> MailboxDelta | None:
+        """changed_since and expunged_since plus the mailbox's UIDNEXT, HIGHESTMODSEQ and
+        noselect, from one snapshot (an IMAP session's refresh); None if the mailbox is gone.
+        Costs what changed, not the mailbox's size."""
 
     @abc.abstractmethod
     async def get_parsed(self, blob_id: str) -> ParsedMessage:

@@ -88,6 +88,19 @@ class MessageRecord:
     thread_id: str  # RFC 8474 THREADID
 
 
+@dataclass(frozen=True)
+class MailboxDelta:
+    """What changed in a mailbox after a MODSEQ, read in one snapshot (store.mailbox_delta):
+    the mailbox's counters as of that snapshot, the messages whose MODSEQ is greater (in UID
+    order) and the UIDs expunged after it."""
+
+    uidnext: int
+    highestmodseq: int
+    noselect: bool
+    changed: tuple[MessageRecord, ...]
+    expunged: tuple[int, ...]
+
+
 class FlagMode(Enum):
     ADD = "+"
     REMOVE = "-"

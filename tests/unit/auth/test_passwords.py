@@ -6,6 +6,7 @@ import pytest
 import scramp
 from argon2 import PasswordHasher
 
+from postar.auth import passwords
 from postar.auth.passwords import (
     check_needs_rehash,
     derive_scram_secrets,
@@ -68,3 +69,39 @@ def test_scram_secrets_random_salt_and_minimum_iterations() -> None:
     assert a.iterations >= 4096
     with pytest.raises(ValueError):
         derive_scram_secrets("pw", iterations=1000)
+
+
+@pytest.mark.parametrize(
+    "hasher",
+    [
+        FAST_HASHER,
+        PasswordHasher(time_cost=1, memory_cost=64, parallelism=4),
+        PasswordHasher(time_cost=2, memory_cost=256, parallelism=2, salt_len=8, hash_len=16),
+        PasswordHasher(time_cost=1, memory_cost=32, parallelism=1, salt_len=24, hash_len=40),
+    ],
+)
+def test_libsodium_and_argon2_cffi_agree(hasher: PasswordHasher) -> None:
+    # The hashes libsodium takes over must verify exactly as argon2-cffi verifies them.
+    h = hash_password("pässword 1", hasher)
+    assert passwords._sodium_verifiable(h)
+    assert verify_password(h, "pässword 1", hasher) and hasher.verify(h, "pässword 1")
+    assert not verify_password(h, "pässword 2", hasher)
+    assert not verify_password(h, "", hasher)
+
+
+def test_hashes_libsodium_would_refuse_stay_with_argon2_cffi() -> None:
+    # Longer than libsodium's 127-character strings: argon2-cffi verifies it.
+    long_hash = hash_password("pw", PasswordHasher(time_cost=1, memory_cost=64, hash_len=96))
+    assert not passwords._sodium_verifiable(long_hash)
+    assert verify_password(long_hash, "pw", FAST_HASHER)
+    assert not verify_password(long_hash, "x", FAST_HASHER)
+    assert not passwords._sodium_verifiable("$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$" + "A" * 22)
+    for odd in (
+        "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$" + "A" * 22,  # a 4-byte salt, under argon2's 8
+        "$argon2id$v=16$m=8,t=1,p=1$c2FsdHNhbHQ$" + "A" * 22,  # old version
+        "$argon2id$v=19$m=08,t=1,p=1$c2FsdHNhbHQ$" + "A" * 22,  # leading zero
+        "$argon2id$v=19$m=8,t=1,p=2$c2FsdHNhbHQ$" + "A" * 22,  # under 8 KiB per lane
+        "$argon2id$v=19$m=8,t=1,p=1,keyid=x$c2FsdHNhbHQ$" + "A" * 22,
+    ):
+        assert not passwords._sodium_verifiable(odd)
+        assert not verify_password(odd, "pw", FAST_HASHER)

@@ -153,3 +153,30 @@ async def test_search_and_sort_survive_a_body_freed_mid_command(
         assert b"* SEARCH\r\n" in answer and b"a2 OK" in answer
         answer = await one.command(b"a3 SORT (SUBJECT) UTF-8 ALL")
         assert b"a3 OK" in answer and b"SERVERBUG" not in answer
+
+
+async def test_search_follows_other_sessions_changes(tmp_path: Path) -> None:
+    # SEARCH answers flag keys from the session's view and keeps the records it read for
+    # keys like LARGER: both must follow what other sessions append, flag and expunge.
+    async with environment(tmp_path) as env:
+        for s in ("a", "b"):
+            await deliver(env.store, env.alice, message(s))
+        one, two = await env.client(), await env.client()
+        await one.command(b"a SELECT INBOX")
+        await two.command(b"b SELECT INBOX")
+        assert b"* SEARCH 1 2\r\n" in await one.command(b"a1 SEARCH LARGER 10")
+        assert b"* SEARCH\r\n" in await one.command(b"a2 SEARCH FLAGGED")
+        await two.command(b"b1 STORE 2 +FLAGS.SILENT (\\Flagged)")
+        await deliver(env.store, env.alice, message("c", body="x" * 500 + "\r\n"))
+        await asyncio.sleep(0.05)  # let the change feed reach the first session
+        await one.command(b"a3 NOOP")
+        assert b"* SEARCH 2\r\n" in await one.command(b"a4 SEARCH FLAGGED")
+        assert b"* SEARCH 3\r\n" in await one.command(b"a5 SEARCH LARGER 600")
+        assert b"* SEARCH 1 2 3\r\n" in await one.command(b"a6 SEARCH LARGER 10")
+        await two.command(b"b2 STORE 1 +FLAGS.SILENT (\\Deleted)")
+        await two.command(b"b3 EXPUNGE")
+        await asyncio.sleep(0.05)
+        assert b"* 1 EXPUNGE\r\n" in await one.command(b"a7 NOOP")
+        assert b"* SEARCH 1 2\r\n" in await one.command(b"a8 SEARCH LARGER 10")
+        assert b"* SEARCH 1\r\n" in await one.command(b"a9 SEARCH FLAGGED UNDELETED")
+        assert b"* SEARCH 2\r\n" in await one.command(b"a10 SEARCH LARGER 600")

@@ -169,6 +169,17 @@ async def test_mailbox_counts(store: Store, alice: Account) -> None:
     assert inbox.uidnext == 5
 
 
+async def test_mailbox_without_counts_is_the_same_row(store: Store, alice: Account) -> None:
+    await _deliver(store, alice, "INBOX", 3)
+    counted = await store.get_mailbox(alice.id, "INBOX")
+    light = await store.get_mailbox(alice.id, "inbox", counts=False)
+    assert counted is not None and light is not None
+    assert counted.messages == 3 and light.messages == 0 and light.first_unseen_uid is None
+    same = ("id", "name", "uidvalidity", "uidnext", "highestmodseq", "subscribed", "noselect")
+    assert all(getattr(light, f) == getattr(counted, f) for f in same)
+    assert await store.get_mailbox(alice.id, "Nowhere", counts=False) is None
+
+
 async def test_claim_recent_gives_each_message_to_one_claimer(store: Store, alice: Account) -> None:
     # RFC 3501 2.3.2: concurrent SELECTs must not both get the same message as recent.
     inbox = await store.get_mailbox(alice.id, "INBOX")

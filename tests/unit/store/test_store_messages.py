@@ -148,6 +148,45 @@ async def test_changed_since(store: Store, alice: Account) -> None:
     assert len(await store.changed_since(inbox.id, 0)) == 3
 
 
+async def test_mailbox_delta_is_changes_and_expunges_since(store: Store, alice: Account) -> None:
+    inbox = await _inbox(store, alice)
+    for _ in range(4):
+        raw, parsed = make_message()
+        await store.append(alice.id, inbox.id, raw, parsed)
+    mark = (await _inbox(store, alice)).highestmodseq
+    nothing = await store.mailbox_delta(inbox.id, mark)
+    assert nothing is not None and nothing.changed == () and nothing.expunged == ()
+    assert nothing.highestmodseq == mark and nothing.uidnext == 5 and not nothing.noselect
+    await store.set_flags(inbox.id, [2], FlagMode.ADD, ["\\Seen"])
+    await store.expunge(inbox.id, [3])
+    raw, parsed = make_message()
+    await store.append(alice.id, inbox.id, raw, parsed)
+    delta = await store.mailbox_delta(inbox.id, mark)
+    assert delta is not None
+    assert [r.uid for r in delta.changed] == [2, 5] and delta.expunged == (3,)
+    assert delta.changed[0].flags == {"\\Seen"}
+    now = await _inbox(store, alice)
+    assert (delta.uidnext, delta.highestmodseq) == (now.uidnext, now.highestmodseq)
+    assert await store.mailbox_delta(999_999, 0) is None
+
+
+async def test_mailbox_delta_larger_than_an_inline_read(store: Store, alice: Account) -> None:
+    # More changed rows than one read on the loop's thread takes: the whole delta still comes.
+    inbox = await _inbox(store, alice)
+    count = 300
+    for _ in range(count):
+        raw, parsed = make_message()
+        await store.append(alice.id, inbox.id, raw, parsed)
+    mark = (await _inbox(store, alice)).highestmodseq
+    await store.set_flags(inbox.id, range(1, count + 1), FlagMode.ADD, ["\\Deleted"])
+    await store.expunge(inbox.id)
+    delta = await store.mailbox_delta(inbox.id, 0)
+    assert delta is not None and delta.changed == ()
+    assert delta.expunged == tuple(range(1, count + 1))
+    since_mark = await store.mailbox_delta(inbox.id, mark)
+    assert since_mark is not None and len(since_mark.expunged) == count
+
+
 async def test_expunge_deleted_and_log(store: Store, alice: Account) -> None:
     inbox = await _inbox(store, alice)
     for _ in range(5):

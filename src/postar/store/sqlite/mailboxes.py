@@ -27,11 +27,21 @@ class MailboxOps(SQLiteBase):
             lambda conn: rows.fetch_mailboxes(conn, rows.MAILBOXES_OF_ACCOUNT, account_id)
         )
 
-    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+    async def get_mailbox(
+        self, account_id: int, name: str, *, counts: bool = True
+    ) -> Mailbox | None:
         try:
             canonical = names.mailbox_name(name)
         except InvalidName:
             return None
+        if not counts:
+            # One row by its unique key: on the loop's thread (see _read_point).
+            row = self._read_point(
+                lambda conn: conn.execute(
+                    rows.MAILBOX_ROW_BY_NAME, (account_id, canonical)
+                ).fetchone()
+            )
+            return rows.mailbox(row) if row is not None else None
 
         def read(conn: sqlite3.Connection) -> Mailbox | None:
             found = rows.fetch_mailboxes(conn, rows.MAILBOX_BY_NAME, account_id, canonical)
@@ -156,7 +166,7 @@ class MailboxOps(SQLiteBase):
                 raise NotFound(f"no mailbox {mailbox_id}")
             return int(row[0])
 
-        mark = await self._read(read)
+        mark = self._read_point(read)  # one row by primary key
         if highest_uid <= mark:
             return mark  # nothing to claim: no write transaction
 

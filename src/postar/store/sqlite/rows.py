@@ -137,9 +137,23 @@ def _mailbox_query(where: str) -> str:
     """
 
 
+def _mailbox_row_query(where: str) -> str:
+    # The same columns without the counts (zero, first_unseen NULL): one row by its key.
+    return f"""
+        SELECT mb.id, mb.account_id, mb.name, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
+               mb.special_use, mb.noselect,
+               EXISTS (SELECT 1 FROM subscriptions s
+                       WHERE s.account_id = mb.account_id AND s.name = mb.name),
+               0, 0, 0, 0, NULL
+        FROM mailboxes mb
+        WHERE {where}
+    """
+
+
 MAILBOXES_OF_ACCOUNT = _mailbox_query("mb.account_id = ?")
 MAILBOX_BY_ID = _mailbox_query("mb.id = ?")
 MAILBOX_BY_NAME = _mailbox_query("mb.account_id = ? AND mb.name = ?")
+MAILBOX_ROW_BY_NAME = _mailbox_row_query("mb.account_id = ? AND mb.name = ?")
 
 
 def mailbox(row: Sequence[Any]) -> Mailbox:
