@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import pytest
 from postar.store.backup import RestoreError, restore
 from postar.store.interface import QuotaExceeded, SchemaTooNew, StoreError
 from postar.store.model import Account, DeliveryTarget, QueuedRecipient
+from postar.store.sqlite import ops
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.blobs import blob_id_of
 from postar.store.sqlite.schema import SCHEMA_VERSION
+from postar.store.sqlite.writer import Tx
 from tests.unit.store.store_helpers import make_message
 
 
@@ -256,3 +259,41 @@ async def test_a_body_that_cannot_be_written_fails_alone(
     monkeypatch.undo()
     # Its pin was dropped: the same content stores fine later.
     await sqlite_store.deliver(bad[0], bad[1], [DeliveryTarget(alice.id)])
+
+
+async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> None:
+    # Entries are inserted after the batch's last job: one job's entry must still disappear
+    # with a later job's drop of its blob, and a failed job must leave none.
+    store = SQLiteStore(tmp_path / "data", fsync=False, group_commit_window=0.5)
+    await store.open()
+    try:
+        kept, dropped, failed = ("a" * 64, "b" * 64, "c" * 64)
+
+        def add(blob_id: str, text: str) -> Callable[[Tx], None]:
+            return lambda tx: ops.add_blob_ref(tx, blob_id, 1, 1, b"[]", ("h", text))
+
+        def fail(tx: Tx) -> None:
+            add(failed, "gamma words")(tx)
+            raise QuotaExceeded("this job fails after indexing")
+
+        commits = store.commit_count
+        results = await asyncio.gather(
+            store._write(add(kept, "alpha words")),
+            store._write(add(dropped, "beta words")),
+            store._write(lambda tx: ops.drop_blob_refs(tx, Counter({dropped: 1}))),
+            store._write(fail),
+            return_exceptions=True,
+        )
+        assert store.commit_count - commits == 1  # one batch
+        assert isinstance(results[3], QuotaExceeded)
+        conn = sqlite3.connect(store.db_path)
+        try:
+            indexed = conn.execute("SELECT b.id FROM blob_text t JOIN blobs b ON b.num = t.rowid")
+            assert [r[0] for r in indexed] == [kept]
+            assert conn.execute("SELECT count(*) FROM blob_text").fetchone()[0] == 1
+            hits = conn.execute("SELECT rowid FROM blob_text WHERE blob_text MATCH 'alpha'")
+            assert len(hits.fetchall()) == 1
+        finally:
+            conn.close()
+    finally:
+        await store.close()
