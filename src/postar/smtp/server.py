@@ -363,11 +363,13 @@ class SMTPSession:
             text = await self._postmaster_address()
             if not text:
                 return replies.USER_UNKNOWN
-        domain = text.rpartition("@")[2]
         try:
-            local = await directory.is_local_domain(domain)
+            try:
+                local, resolved = await directory.lookup_recipient(text)
+            except InvalidAddress:
+                # A domain that cannot even be encoded is none of ours: the relay rules decide.
+                local, resolved = False, None
             if local:
-                resolved = await directory.resolve_recipient(text)
                 if resolved is None:
                     return replies.USER_UNKNOWN
                 full = await self._over_quota(resolved.accounts, 0)
@@ -377,8 +379,6 @@ class SMTPSession:
                 return None
         except AliasLoopError:
             return ROUTING_LOOP
-        except InvalidAddress:
-            return replies.BAD_RECIPIENT_SYNTAX
         except StoreError:
             return replies.LOCAL_ERROR
         if not self.info.trusted:
