@@ -43,6 +43,10 @@ def _is_blob_id(name: str) -> bool:
 FsyncMany = Callable[[Sequence[int]], list[OSError | None]]
 
 
+def directory_of(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
 def fsync_fd(fd: int) -> OSError | None:
     try:
         os.fsync(fd)
@@ -60,8 +64,8 @@ def _fsync_each(fds: Sequence[int]) -> list[OSError | None]:
 class _Pending:
     """A body file of one write_group() call, from its temporary name to its final one."""
 
-    path: Path
-    tmp: Path
+    path: str
+    tmp: str
     fd: int
     indexes: list[int]  # the items of the group that carry this content
     error: OSError | None = None
@@ -124,29 +128,34 @@ class BlobFiles:
         """
         outcomes: list[bool | OSError] = [False] * len(items)
         pending: dict[str, _Pending] = {}  # blob id -> its file being written in this group
-        dirs: dict[Path, list[_Pending]] = {}  # directories whose entries must be made durable
+        dirs: dict[str, list[_Pending]] = {}  # directories whose entries must be made durable
+        # Paths as strings: pathlib's objects cost more than the file operations themselves.
+        root = self._root_str
         for index, (blob_id, data) in enumerate(items):
             if blob_id in pending:
                 pending[blob_id].indexes.append(index)  # same content twice in one group
                 continue
-            path = self.path(blob_id)
-            if path.exists():
+            if not _is_blob_id(blob_id):  # ids are our own sha256 digests: a bug otherwise
+                raise ValueError(f"not a blob id: {blob_id!r}")
+            directory = f"{root}/{blob_id[:2]}/{blob_id[2:4]}"
+            path = f"{directory}/{blob_id}"
+            if os.path.exists(path):
                 continue  # stored before: an earlier group made it durable
-            made: list[Path] = []
+            made: list[str] = []
             try:
-                self._make_dirs(path.parent, made)
-                tmp = path.parent / f".{blob_id}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+                self._make_dirs(blob_id, made)
+                tmp = f"{directory}/.{blob_id}.{secrets.token_hex(4)}{TMP_SUFFIX}"
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             except OSError as exc:
                 outcomes[index] = exc
                 # A directory made before the failure is synced all the same: a later body
                 # in it would find it present and not sync its entry again.
-                for directory in made:
-                    dirs.setdefault(directory.parent, [])
+                for level in made:
+                    dirs.setdefault(os.path.dirname(level), [])
                 continue
             item = pending[blob_id] = _Pending(path, tmp, fd, [index])
-            for directory in made:  # a new directory's entry lives in its parent
-                dirs.setdefault(directory.parent, []).append(item)
+            for level in made:  # a new directory's entry lives in its parent
+                dirs.setdefault(os.path.dirname(level), []).append(item)
             try:
                 view = memoryview(data)
                 while view:
@@ -169,10 +178,10 @@ class BlobFiles:
                     item.fail(exc)
                 else:
                     item.renamed = True
-                    dirs.setdefault(item.path.parent, []).append(item)
+                    dirs.setdefault(directory_of(item.path), []).append(item)
                     continue
             with contextlib.suppress(OSError):
-                item.tmp.unlink()
+                os.unlink(item.tmp)
         if self.fsync and dirs:
             order = list(dirs)
             fds: list[int] = []
@@ -197,20 +206,22 @@ class BlobFiles:
                 # Renamed but its directory could not be synced: a later body with the same
                 # content must not find it and take it for durable.
                 with contextlib.suppress(OSError):
-                    item.path.unlink()
+                    os.unlink(item.path)
             for index in item.indexes:
                 outcomes[index] = item.error if item.error is not None else True
         return outcomes
 
-    def _make_dirs(self, directory: Path, made: list[Path]) -> None:
-        """Create the directory and its missing parents below root, adding each one created
-        to made as soon as it exists (its entry is still to be made durable by the caller)."""
-        if directory.is_dir():
+    def _make_dirs(self, blob_id: str, made: list[str]) -> None:
+        """Create the blob's directory and its missing parents, adding each one created to
+        made as soon as it exists (its entry is still to be made durable by the caller)."""
+        first = f"{self._root_str}/{blob_id[:2]}"
+        directory = f"{first}/{blob_id[2:4]}"
+        if os.path.isdir(directory):
             return
-        for level in (self.root, directory.parent, directory):
-            if not level.is_dir():
+        for level in (self._root_str, first, directory):
+            if not os.path.isdir(level):
                 try:
-                    level.mkdir()
+                    os.mkdir(level)
                 except FileExistsError:
                     continue
                 made.append(level)
