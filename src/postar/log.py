@@ -23,8 +23,17 @@ def _quote(value: object) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        second = int(record.created)
+        if second != self._second:  # a busy server logs many lines per second
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = self._stamp
         fields = " ".join(
             f"{key}={_quote(value)}"
             for key, value in record.__dict__.items()
@@ -38,6 +47,12 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info") -> None:
+    # Our lines name no source line, thread or process: do not collect them for every record
+    # (the logging HOWTO's "Optimization" section; findCaller walks the stack per line).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger()

@@ -115,6 +115,7 @@ class _Expansion:
     visited: set[str] = field(default_factory=set)
     loop: bool = False
     steps: int = 0
+    domains: dict[str, Domain | None] = field(default_factory=dict)  # looked up so far
 
 
 class Directory:
@@ -132,13 +133,18 @@ class Directory:
 
     async def resolve_recipient(self, address: str) -> ResolvedRecipient | None:
         """Where mail for address goes; None if the domain is not ours or nobody is there."""
+        return (await self.lookup_recipient(address))[1]
+
+    async def lookup_recipient(self, address: str) -> tuple[bool, ResolvedRecipient | None]:
+        """(is the address's domain ours, where mail for it goes): what RCPT needs to choose
+        between 550 unknown user and the relay rules, from one set of lookups."""
         norm = normalize_address(address)
         local, _, domain_name = norm.rpartition("@")
         domain = await self._store.get_domain(domain_name)
         if domain is None:
-            return None
+            return False, None
 
-        exp = _Expansion()
+        exp = _Expansion(domains={domain_name: domain})
         detail: str | None = None
         via_catch_all = False
         found = await self._expand(norm, (), exp)
@@ -154,8 +160,8 @@ class Directory:
         if not exp.accounts and not exp.remote:
             if exp.loop:
                 raise AliasLoopError(f"alias loop or chain too deep for {norm}")
-            return None
-        return ResolvedRecipient(
+            return True, None
+        return True, ResolvedRecipient(
             address=norm,
             accounts=tuple(exp.accounts.values()),
             remote=tuple(exp.remote),
@@ -174,7 +180,10 @@ class Directory:
         if address in exp.visited:
             # Reached twice through different branches (a diamond): already expanded.
             return True
-        if await self._store.get_domain(domain_of(address)) is None:
+        domain_name = domain_of(address)
+        if domain_name not in exp.domains:  # one lookup per domain and resolution
+            exp.domains[domain_name] = await self._store.get_domain(domain_name)
+        if exp.domains[domain_name] is None:
             exp.visited.add(address)
             exp.remote[address] = None
             return True

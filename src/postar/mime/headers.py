@@ -16,6 +16,7 @@ from postar.mime.charset import decode_text
 __all__ = [
     "decode_words",
     "field_value",
+    "first_values",
     "parse_address_list",
     "parse_content_disposition",
     "parse_content_type",
@@ -83,6 +84,15 @@ def split_fields(block: bytes) -> list[tuple[str, str]]:
         parts = []
     flush()
     return fields
+
+
+def first_values(fields: list[tuple[str, str]]) -> dict[str, str]:
+    """Each field's first value by lower-case name: one pass over the fields for a parser that
+    looks up a dozen names, where field_value() would scan them all for each."""
+    found: dict[str, str] = {}
+    for key, value in fields:
+        found.setdefault(key.lower(), value)
+    return found
 
 
 def field_value(fields: list[tuple[str, str]], name: str) -> str | None:

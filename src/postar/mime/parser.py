@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 from postar.mime.address import parse_address_list
 from postar.mime.headers import (
-    field_value,
     first_token,
+    first_values,
     parse_content_disposition,
     parse_content_type,
     parse_language,
@@ -138,7 +138,8 @@ class _Parser:
         body_start = self.header_end(start, end)
         fields = split_fields(self.src.slice(start, min(body_start, start + MAX_HEADER_BYTES)))
         part = BodyPart(start=start, body_start=body_start, end=end)
-        ctype = parse_content_type(field_value(fields, "content-type"))
+        value = first_values(fields).get
+        ctype = parse_content_type(value("content-type"))
         if ctype is None:
             # RFC 2046 5.1.5: in a digest the default is message/rfc822; elsewhere RFC 2045 5.2
             # makes it text/plain; charset=us-ascii, also for an invalid Content-Type.
@@ -149,16 +150,16 @@ class _Parser:
                 part.params = (("charset", "us-ascii"),)
         else:
             part.type, part.subtype, part.params = ctype
-        part.encoding = first_token(field_value(fields, "content-transfer-encoding")) or "7bit"
+        part.encoding = first_token(value("content-transfer-encoding")) or "7bit"
         part.encoding = part.encoding.lower()
-        part.id = field_value(fields, "content-id")
-        part.description = field_value(fields, "content-description")
-        part.md5 = field_value(fields, "content-md5")
+        part.id = value("content-id")
+        part.description = value("content-description")
+        part.md5 = value("content-md5")
         part.disposition, part.disposition_params = parse_content_disposition(
-            field_value(fields, "content-disposition")
+            value("content-disposition")
         )
-        part.language = parse_language(field_value(fields, "content-language"))
-        part.location = field_value(fields, "content-location")
+        part.language = parse_language(value("content-language"))
+        part.location = value("content-location")
 
         if part.type == "multipart":
             self.multipart(part, depth)
@@ -270,21 +271,22 @@ class _Parser:
 
 def envelope(fields: list[tuple[str, str]]) -> Envelope:
     """The ENVELOPE of a message from its header fields (RFC 9051 section 7.5.2)."""
-    from_ = parse_address_list(field_value(fields, "from"))
-    sender = parse_address_list(field_value(fields, "sender"))
-    reply_to = parse_address_list(field_value(fields, "reply-to"))
+    value = first_values(fields).get
+    from_ = parse_address_list(value("from"))
+    sender = parse_address_list(value("sender"))
+    reply_to = parse_address_list(value("reply-to"))
     return Envelope(
-        date=field_value(fields, "date"),
-        subject=field_value(fields, "subject"),
+        date=value("date"),
+        subject=value("subject"),
         from_=from_,
         # RFC 9051 7.5.2: an absent or empty Sender or Reply-To is reported as the From value.
         sender=sender or from_,
         reply_to=reply_to or from_,
-        to=parse_address_list(field_value(fields, "to")),
-        cc=parse_address_list(field_value(fields, "cc")),
-        bcc=parse_address_list(field_value(fields, "bcc")),
-        in_reply_to=field_value(fields, "in-reply-to"),
-        message_id=field_value(fields, "message-id"),
+        to=parse_address_list(value("to")),
+        cc=parse_address_list(value("cc")),
+        bcc=parse_address_list(value("bcc")),
+        in_reply_to=value("in-reply-to"),
+        message_id=value("message-id"),
     )
 
 

@@ -363,7 +363,13 @@ class Connection(asyncio.Protocol):
             if self._read_paused:
                 self._read_paused = False
                 transport.resume_reading()
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:
+                # ENOTCONN: the peer's reset arrived before our FIN; nothing is left to send
+                # or to linger for.
+                transport.abort()
+                return
             self._close_timer = self._get_loop().call_later(LINGER_SECONDS, self._end_linger)
             return
         self._end_linger()

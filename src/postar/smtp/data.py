@@ -44,11 +44,17 @@ class DotReader:
         self.state = LineStart.AFTER_CRLF
 
     def feed(self, buf: bytes | bytearray) -> Scan:
+        """Decode what buf holds. Linear in len(buf) whatever its line ends: each byte is
+        looked at a bounded number of times (a client sending a bare LF on every line of a big
+        message must not cost quadratic CPU)."""
         out = bytearray()
         n = len(buf)
         i = 0
         bare = False
         state = self.state
+        # [i, dirty_end) is known to hold a bare CR or LF: decode it line by line, with the
+        # next CR and LF positions cached so no byte is searched twice.
+        dirty_end = next_cr = next_lf = -1
         while i < n:
             if state is not LineStart.MIDDLE:
                 if buf[i] == _DOT:
@@ -66,49 +72,56 @@ class DotReader:
                     i += 1
                 state = LineStart.MIDDLE
                 continue
-            # Fast path: everything up to the next CRLF "." is ordinary text if it has no bare
-            # CR or LF, and can be copied in one piece.
-            p = buf.find(b"\r\n.", i)
-            end = p if p != -1 else n
-            if p == -1 and end > i and buf[end - 1] == _CR:
-                end -= 1  # a trailing CR waits for its LF
-            region = buf[i:end]
-            crlf = region.count(b"\r\n")
-            if region.count(b"\r") == crlf and region.count(b"\n") == crlf:
-                out += region
-                i = end
-                if p != -1:
-                    out += b"\r\n"
-                    i = p + 2
-                    state = LineStart.AFTER_CRLF
-                elif region.endswith(b"\r\n"):
-                    state = LineStart.AFTER_CRLF
-                if i == end and p == -1:
-                    break
+            if i >= dirty_end:
+                # Fast path: everything up to the next CRLF "." is ordinary text if it has no
+                # bare CR or LF, and can be copied in one piece.
+                p = buf.find(b"\r\n.", i)
+                end = p if p != -1 else n
+                if p == -1 and end > i and buf[end - 1] == _CR:
+                    end -= 1  # a trailing CR waits for its LF
+                region = buf[i:end]
+                crlf = region.count(b"\r\n")
+                if region.count(b"\r") == crlf and region.count(b"\n") == crlf:
+                    out += region
+                    i = end
+                    if p != -1:
+                        out += b"\r\n"
+                        i = p + 2
+                        state = LineStart.AFTER_CRLF
+                    elif region.endswith(b"\r\n"):
+                        state = LineStart.AFTER_CRLF
+                    if i == end and p == -1:
+                        break
+                    continue
+                dirty_end = end
+            # Slow path: one line of the dirty region. A CR before dirty_end always has its
+            # next byte in buf: the region stops before a trailing CR and before CRLF ".".
+            if next_cr < i:
+                next_cr = buf.find(b"\r", i, dirty_end)
+                if next_cr == -1:
+                    next_cr = dirty_end
+            if next_lf < i:
+                next_lf = buf.find(b"\n", i, dirty_end)
+                if next_lf == -1:
+                    next_lf = dirty_end
+            e = min(next_cr, next_lf)
+            if e >= dirty_end:
+                out += buf[i:dirty_end]  # the line goes on past the region
+                i = dirty_end
                 continue
-            # Slow path: copy up to the first bare CR or LF and turn it into CRLF.
-            k = _first_bare(region)
-            out += region[:k]
+            if e == next_cr and buf[e + 1] == _LF:
+                out += buf[i : e + 2]
+                i = e + 2
+                state = LineStart.AFTER_CRLF
+                continue
+            # A bare CR or LF: a line end for the content, turned into CRLF.
+            out += buf[i:e]
             out += b"\r\n"
-            i += k + 1
+            i = e + 1
             bare = True
             state = LineStart.AFTER_BARE
         self.state = state
         return Scan(bytes(out), i, False, bare)
-
-
-def _first_bare(region: bytes | bytearray) -> int:
-    """Index of the first CR not followed by LF, or LF not preceded by CR; one must exist."""
-    j = 0
-    while True:
-        cr = region.find(b"\r", j)
-        lf = region.find(b"\n", j)
-        if lf != -1 and (cr == -1 or lf < cr):
-            return lf  # an LF before any CR cannot belong to a CRLF
-        if cr + 1 < len(region) and region[cr + 1] == _LF:
-            j = cr + 2  # a proper CRLF; look further
-            continue
-        return cr
 
 
 class ChunkNormalizer:

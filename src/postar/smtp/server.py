@@ -66,6 +66,7 @@ log = logging.getLogger("postar.smtp")
 
 SUBMISSION_ROLES = frozenset({"submission", "submissions", "smtp-alt"})
 PARSE_IN_THREAD_ABOVE = 1024 * 1024  # parse big messages off the event loop
+TRUSTED_CACHE_SIZE = 4096  # client addresses whose trusted-network answer is kept
 
 _AUTH_FAILURE_REPLIES: dict[FailureReason, Reply] = {
     FailureReason.INVALID_CREDENTIALS: replies.AUTH_FAILED,
@@ -111,13 +112,46 @@ class SMTPServer:
         self._trusted = tuple(
             ipaddress.ip_network(n, strict=False) for n in self.config.smtp.trusted_networks
         )
+        self._trusted_ips: dict[str, bool] = {}
+        self._settings: dict[tuple[bool, bool, tuple[str, ...], bool], SMTPSettings] = {}
 
     def is_trusted_network(self, ip: str) -> bool:
+        # Asked once per connection, mostly by the same few addresses: parsing the address is
+        # most of the cost, so answers are kept (bounded; the networks never change).
+        known = self._trusted_ips.get(ip)
+        if known is not None:
+            return known
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
-            return False
-        return any(addr in net for net in self._trusted)
+            trusted = False
+        else:
+            trusted = any(addr in net for net in self._trusted)
+        if len(self._trusted_ips) >= TRUSTED_CACHE_SIZE:
+            self._trusted_ips.clear()
+        self._trusted_ips[ip] = trusted
+        return trusted
+
+    def settings(
+        self,
+        *,
+        tls_active: bool,
+        starttls_available: bool,
+        auth_mechanisms: list[str],
+        submission: bool,
+    ) -> SMTPSettings:
+        """The core's settings for a connection: a handful of combinations, built once each."""
+        key = (tls_active, starttls_available, tuple(auth_mechanisms), submission)
+        found = self._settings.get(key)
+        if found is None:
+            found = self._settings[key] = SMTPSettings.from_config(
+                self.config,
+                tls_active=tls_active,
+                starttls_available=starttls_available,
+                auth_mechanisms=auth_mechanisms,
+                auth_required_for_mail=submission,
+            )
+        return found
 
     async def handle(self, conn: Connection) -> None:
         await SMTPSession(self, conn).run()
@@ -140,12 +174,11 @@ class SMTPSession:
             trusted=server.is_trusted_network(conn.peer_ip),
         )
         self.core = SMTPConnection(
-            SMTPSettings.from_config(
-                self.config,
+            server.settings(
                 tls_active=conn.tls_active,
                 starttls_available=conn.can_start_tls,
                 auth_mechanisms=self._auth_mechanisms(),
-                auth_required_for_mail=self.submission,
+                submission=self.submission,
             )
         )
         self.tx = _Transaction()
@@ -330,11 +363,13 @@ class SMTPSession:
             text = await self._postmaster_address()
             if not text:
                 return replies.USER_UNKNOWN
-        domain = text.rpartition("@")[2]
         try:
-            local = await directory.is_local_domain(domain)
+            try:
+                local, resolved = await directory.lookup_recipient(text)
+            except InvalidAddress:
+                # A domain that cannot even be encoded is none of ours: the relay rules decide.
+                local, resolved = False, None
             if local:
-                resolved = await directory.resolve_recipient(text)
                 if resolved is None:
                     return replies.USER_UNKNOWN
                 full = await self._over_quota(resolved.accounts, 0)
@@ -344,8 +379,6 @@ class SMTPSession:
                 return None
         except AliasLoopError:
             return ROUTING_LOOP
-        except InvalidAddress:
-            return replies.BAD_RECIPIENT_SYNTAX
         except StoreError:
             return replies.LOCAL_ERROR
         if not self.info.trusted:

@@ -12,7 +12,7 @@ from postar.auth.directory import (
     split_detail,
 )
 from postar.auth.passwords import verify_password
-from postar.store.model import Account
+from postar.store.model import Account, Domain
 from tests.unit.auth.auth_fakes import FAST_HASHER, FakeStore
 
 
@@ -55,6 +55,25 @@ async def test_account_and_unknown(d: tuple[Directory, FakeStore]) -> None:
     assert r.detail is None and r.remote == () and not r.via_catch_all
     assert await directory.resolve_recipient("nobody@example.com") is None
     assert await directory.resolve_recipient("alice@example.net") is None  # not our domain
+
+
+async def test_lookup_tells_a_foreign_domain_from_an_unknown_user(
+    d: tuple[Directory, FakeStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, store = d
+    asked: list[str] = []
+    real = store.get_domain
+
+    async def get_domain(name: str) -> Domain | None:
+        asked.append(name)
+        return await real(name)
+
+    monkeypatch.setattr(store, "get_domain", get_domain)
+    local, r = await directory.lookup_recipient("Alice@EXAMPLE.com")
+    assert local and r is not None and addresses(r.accounts) == ["alice@example.com"]
+    assert asked == ["example.com"]  # RCPT costs one domain lookup, not one per step
+    assert await directory.lookup_recipient("nobody@example.com") == (True, None)
+    assert await directory.lookup_recipient("alice@example.net") == (False, None)
 
 
 async def test_plus_addressing(d: tuple[Directory, FakeStore]) -> None:

@@ -1,8 +1,17 @@
 """Search text extraction and Content-Transfer-Encoding decoding."""
 
-import pytest
+import re
 
-from postar.mime.encoding import UnknownEncoding, decode_base64, decode_body
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postar.mime.encoding import (
+    UnknownEncoding,
+    decode_base64,
+    decode_body,
+    strip_line_end_space,
+)
 from postar.mime.parser import parse_message
 from postar.mime.text import MAX_BODY_TEXT, html_to_text
 
@@ -39,6 +48,21 @@ def test_quoted_printable() -> None:
 def test_quoted_printable_soft_break_with_padding() -> None:
     # RFC 2045 6.7 rule 3: white space after the "=" of a soft break was added in transport.
     assert decode_body(b"a= \r\nb", "quoted-printable") == b"ab"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b"="]), max_size=40))
+def test_line_end_space_rule_of_rfc_2045(parts: list[bytes]) -> None:
+    # RFC 2045 6.7 rule 3, as the regular expression it used to be: blanks before CRLF, LF or
+    # the end go; others (before a bare CR, inside a line) stay.
+    data = b"".join(parts)
+    assert strip_line_end_space(data) == re.sub(rb"[ \t]+(?=\r?\n|\Z)", b"", data)
+
+
+def test_long_blank_runs_inside_quoted_printable_lines() -> None:
+    run = b" " * 50_000
+    data = b"a" + run + b"b\r\nc" + run + b"\r\n"
+    assert decode_body(data, "quoted-printable") == b"a" + run + b"b\r\nc\r\n"
 
 
 @pytest.mark.parametrize("encoding", ["7bit", "8BIT", "binary", ""])

@@ -9,6 +9,7 @@ must see discarded.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import random
@@ -762,3 +763,36 @@ async def test_write_after_close_and_drain_after_loss(tmp_path: Path) -> None:
         writer.close()
         await wait_until(lambda: "closed" in outcome)
     assert outcome == ["reset", "closed"]
+
+
+class _ResetTransport(asyncio.Transport):
+    """A socket transport whose peer reset the connection: shutdown() fails with ENOTCONN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 25)}.get(name, default)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_close_after_a_reset_aborts_instead_of_raising() -> None:
+    # The peer's RST can arrive between its last bytes and our FIN: close() used to let
+    # shutdown()'s ENOTCONN escape and end the listener's task with an unretrieved error.
+    conn = Connection("smtp", idle_timeout=None, write_timeout=None)
+    transport = _ResetTransport()
+    conn.connection_made(transport)
+    conn.close()
+    assert transport.aborted and conn.closed

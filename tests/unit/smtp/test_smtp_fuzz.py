@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,3 +218,32 @@ def test_bdat_content_is_delivered_whole_however_it_is_cut(body: bytes, cut: int
     normal = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     assert bytes(got) == normal
     assert conn.data_to_send().endswith(b"250 2.0.0 Message accepted\r\n221 2.0.0 Bye\r\n")
+
+
+class _CountingBuffer(bytearray):
+    """A receive buffer that adds up how many bytes each find() walked over."""
+
+    examined = 0
+
+    def find(self, sub: object, start: object = None, end: object = None) -> int:  # type: ignore[override]
+        first = 0 if start is None else int(start)  # type: ignore[call-overload]
+        last = len(self) if end is None else int(end)  # type: ignore[call-overload]
+        found = super().find(sub, first, last)  # type: ignore[arg-type]
+        self.examined += (found if found != -1 else last) - first
+        return found
+
+
+@pytest.mark.parametrize(
+    ("line_end", "decoded"),
+    # "\r\r\n" is what smtp-source sends for a file with CRLF lines: a bare CR, then CRLF.
+    [(b"\n", b"\r\n"), (b"\r", b"\r\n"), (b"\r\r\n", b"\r\n\r\n")],
+)
+def test_dot_reader_reads_bare_line_ends_in_linear_work(line_end: bytes, decoded: bytes) -> None:
+    # 2,000 lines with a bare line end each: searching the rest of the buffer again for every
+    # line (as a reader once did) walks ~100 MB here; a linear reader a small multiple of 100 KB.
+    data = b"".join(b"%048d" % i + line_end for i in range(2000))
+    buf = _CountingBuffer(data + b"\r\n.\r\n")
+    scan = DotReader().feed(buf)
+    assert scan.ended and scan.bare_newline
+    assert scan.content == data.replace(line_end, decoded) + b"\r\n"
+    assert buf.examined <= 4 * len(buf), buf.examined

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from postar.store.backup import RestoreError, restore
 from postar.store.interface import QuotaExceeded, SchemaTooNew, StoreError
 from postar.store.model import Account, DeliveryTarget, QueuedRecipient
+from postar.store.sqlite import ops
 from postar.store.sqlite.backend import SQLiteStore
+from postar.store.sqlite.blobs import blob_id_of
 from postar.store.sqlite.schema import SCHEMA_VERSION
+from postar.store.sqlite.writer import Tx
 from tests.unit.store.store_helpers import make_message
 
 
@@ -165,3 +173,127 @@ def test_v2_migration_leaves_existing_messages_unrecent() -> None:
     )
     assert migrate(conn) == 1
     assert conn.execute("SELECT recent_uid FROM mailboxes").fetchone()[0] == 7
+
+
+async def test_bodies_durable_before_their_metadata_and_stored_in_groups(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Per body: data fsynced under its temporary name, renamed, its directory fsynced, and
+    # only then the metadata job submitted (the COMMIT that makes it visible follows that).
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        real_replace(src, dst)
+        events.append(("replace", f"{src} {dst}"))
+
+    real_submit = sqlite_store._write_with_body
+
+    async def submit(body: Any, fn: Any) -> Any:
+        events.append(("submit", body.blob_id))
+        return await real_submit(body, fn)
+
+    alice = await _account(sqlite_store)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(sqlite_store, "_write_with_body", submit)
+    rounds = sqlite_store._bodies.rounds if sqlite_store._bodies else 0
+    messages = [make_message(f"burst {i}") for i in range(40)]
+    await asyncio.gather(
+        *(sqlite_store.deliver(raw, p, [DeliveryTarget(alice.id)]) for raw, p in messages)
+    )
+    assert sqlite_store._bodies is not None
+    assert sqlite_store._bodies.rounds - rounds < 20  # bodies that arrive together share a round
+
+    def at(kind: str, match: Callable[[str], bool]) -> list[int]:
+        return [i for i, (k, what) in enumerate(events) if k == kind and match(what)]
+
+    for raw, _ in messages:
+        blob_id = blob_id_of(raw)
+        final = sqlite_store.data_dir / "blobs" / blob_id[:2] / blob_id[2:4] / blob_id
+        [renamed] = [
+            i
+            for i, (kind, what) in enumerate(events)
+            if kind == "replace" and what.endswith(str(final))
+        ]
+        tmp = events[renamed][1].split(" ")[0]
+        synced = [i for i, (kind, what) in enumerate(events) if kind == "fsync" and what == tmp]
+        dir_synced = [
+            i
+            for i, (kind, what) in enumerate(events)
+            if kind == "fsync" and what == str(final.parent)
+        ]
+        [submitted] = [
+            i for i, (kind, what) in enumerate(events) if kind == "submit" and what == blob_id
+        ]
+        assert synced and synced[0] < renamed
+        assert any(renamed < i < submitted for i in dir_synced)
+        assert final.read_bytes() == raw
+
+
+async def test_a_body_that_cannot_be_written_fails_alone(
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if b"disk full" in bytes(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    alice = await _account(sqlite_store)
+    monkeypatch.setattr(os, "write", write)
+    good = [make_message(f"fine {i}") for i in range(5)]
+    bad = make_message("doomed", body="disk full")
+    results = await asyncio.gather(
+        *(sqlite_store.deliver(raw, p, [DeliveryTarget(alice.id)]) for raw, p in [*good, bad]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[-1], StoreError)  # answered 451 by SMTP, not a dropped session
+    assert all(isinstance(r, list) for r in results[:-1])
+    assert blob_files(sqlite_store.data_dir) == {blob_id_of(raw) for raw, _ in good}
+    monkeypatch.undo()
+    # Its pin was dropped: the same content stores fine later.
+    await sqlite_store.deliver(bad[0], bad[1], [DeliveryTarget(alice.id)])
+
+
+async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> None:
+    # Entries are inserted after the batch's last job: one job's entry must still disappear
+    # with a later job's drop of its blob, and a failed job must leave none.
+    store = SQLiteStore(tmp_path / "data", fsync=False, group_commit_window=0.5)
+    await store.open()
+    try:
+        kept, dropped, failed = ("a" * 64, "b" * 64, "c" * 64)
+
+        def add(blob_id: str, text: str) -> Callable[[Tx], None]:
+            return lambda tx: ops.add_blob_ref(tx, blob_id, 1, 1, b"[]", ("h", text))
+
+        def fail(tx: Tx) -> None:
+            add(failed, "gamma words")(tx)
+            raise QuotaExceeded("this job fails after indexing")
+
+        commits = store.commit_count
+        results = await asyncio.gather(
+            store._write(add(kept, "alpha words")),
+            store._write(add(dropped, "beta words")),
+            store._write(lambda tx: ops.drop_blob_refs(tx, Counter({dropped: 1}))),
+            store._write(fail),
+            return_exceptions=True,
+        )
+        assert store.commit_count - commits == 1  # one batch
+        assert isinstance(results[3], QuotaExceeded)
+        conn = sqlite3.connect(store.db_path)
+        try:
+            indexed = conn.execute("SELECT b.id FROM blob_text t JOIN blobs b ON b.num = t.rowid")
+            assert [r[0] for r in indexed] == [kept]
+            assert conn.execute("SELECT count(*) FROM blob_text").fetchone()[0] == 1
+            hits = conn.execute("SELECT rowid FROM blob_text WHERE blob_text MATCH 'alpha'")
+            assert len(hits.fetchall()) == 1
+        finally:
+            conn.close()
+    finally:
+        await store.close()

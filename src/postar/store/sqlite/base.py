@@ -5,10 +5,10 @@ Theory of operation:
   mutation here is a job function run there, inside its own SAVEPOINT. No other thread writes.
 - Readers use their own connections, one per thread of a small executor, each read a snapshot
   (BEGIN ... COMMIT around the queries of one call). WAL lets them run beside the writer.
-- Durability order for a new body: blob file fsynced (in a worker thread, concurrently with other
-  deliveries) -> metadata job submitted -> COMMIT (synchronous=FULL fsyncs the WAL) -> caller's
-  future resolved. A crash at any point leaves every acknowledged message whole and at worst an
-  orphan file, removed by open().
+- Durability order for a new body: blob file and its directory fsynced (in the body thread,
+  bodies.py, grouped with the other bodies that arrived meanwhile) -> metadata job submitted ->
+  COMMIT (synchronous=FULL fsyncs the WAL) -> caller's future resolved. A crash at any point
+  leaves every acknowledged message whole and at worst an orphan file, removed by open().
 - After COMMIT, in the writer thread: unreferenced blob files are unlinked, then changes are
   published on the event loop, then callers resume (call_soon_threadsafe keeps that order).
 - Lock order: BlobFiles._lock is the only lock, never held while waiting on SQLite.
@@ -47,7 +47,8 @@ from postar.store.model import (
     MailboxChange,
 )
 from postar.store.sqlite import ops, rows
-from postar.store.sqlite.blobs import BlobFiles, blob_id_of
+from postar.store.sqlite.blobs import BlobFiles
+from postar.store.sqlite.bodies import BodyWriter
 from postar.store.sqlite.schema import migrate
 from postar.store.sqlite.writer import Tx, Writer, _Outcome
 
@@ -57,7 +58,6 @@ log = logging.getLogger("postar.store")
 DB_NAME = "postar.sqlite3"
 BLOB_DIR = "blobs"
 LOCK_NAME = "postar.lock"
-HASH_INLINE_LIMIT = 256 * 1024  # hash smaller bodies on the loop: cheaper than a thread hop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +96,7 @@ class SQLiteBase(Store):
         self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
         self._feed = ChangeFeed()
         self._writer: Writer | None = None
+        self._bodies: BodyWriter | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -130,6 +131,8 @@ class SQLiteBase(Store):
         )
         await asyncio.to_thread(writer.start)
         self._writer = writer
+        self._bodies = BodyWriter(self._blobs)
+        self._bodies.start()
         self._executor = ThreadPoolExecutor(
             max_workers=self._reader_count, thread_name_prefix="postar-store-reader"
         )
@@ -174,6 +177,10 @@ class SQLiteBase(Store):
             self._lock_fd = None
 
     async def close(self) -> None:
+        if self._bodies is not None:
+            # Bodies first: their callers then submit metadata jobs the writer still runs.
+            await asyncio.to_thread(self._bodies.stop)
+            self._bodies = None
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop)
             self._writer = None
@@ -270,30 +277,34 @@ class SQLiteBase(Store):
                 pass  # loop closed during shutdown: no subscriber is left to tell
 
     async def _store_body(self, raw: bytes, parsed: ParsedMessage | None) -> _Body:
-        """Hash, write and fsync the body file; returns it pinned (see blobs.py)."""
-        if len(raw) <= HASH_INLINE_LIMIT:
-            blob_id = blob_id_of(raw)
-        else:
-            blob_id = await asyncio.to_thread(blob_id_of, raw)
-        body = _Body(
-            blob_id=blob_id,
-            size=len(raw),
-            parsed=dumps(parsed) if parsed is not None else None,
-            search=(parsed.search_headers, parsed.search_body) if parsed is not None else None,
-            message_id=ops.message_id_of(parsed.envelope.message_id) if parsed else None,
-            refs=tuple(
-                ops.referenced_ids(parsed.envelope.in_reply_to, raw[: parsed.root.body_start])
-            )
-            if parsed is not None
-            else (),
-        )
-        self._blobs.pin(blob_id)
+        """Hash, write and fsync the body file (in the body thread, grouped with the bodies
+        that arrive meanwhile); returns it pinned (see blobs.py)."""
+        if self._bodies is None:
+            raise StoreError("store is not open")
+        future = self._bodies.submit(raw)
+        # The stored parse is serialised while the body thread hashes and writes.
         try:
-            await asyncio.to_thread(self._blobs.ensure, blob_id, raw)
+            body = _Body(
+                blob_id="",
+                size=len(raw),
+                parsed=dumps(parsed) if parsed is not None else None,
+                search=(parsed.search_headers, parsed.search_body) if parsed is not None else None,
+                message_id=ops.message_id_of(parsed.envelope.message_id) if parsed else None,
+                refs=tuple(
+                    ops.referenced_ids(parsed.envelope.in_reply_to, raw[: parsed.root.body_start])
+                )
+                if parsed is not None
+                else (),
+            )
         except BaseException:
-            self._blobs.unpin([blob_id])
+            future.cancel()  # the body thread drops the pin of a cancelled future
             raise
-        return body
+        try:
+            blob_id = await future
+        except OSError as exc:
+            # Disk full, I/O error: a store failure the protocol answers as temporary (451).
+            raise StoreError(f"cannot store the message body: {exc}") from exc
+        return dataclasses.replace(body, blob_id=blob_id)
 
     async def _write_with_body(self, body: _Body, fn: Callable[[Tx], T]) -> T:
         try:

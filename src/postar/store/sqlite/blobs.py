@@ -1,9 +1,10 @@
 """Message bodies as content-addressed files: data_dir/blobs/ab/cd/<sha256 hex>.
 
 Invariants:
-- A file at its final name is complete and, with fsync on, durable: it is written to a temporary
-  name in the same directory, fsynced, renamed, and the directory fsynced (a rename is only
-  durable once its directory is).
+- A file at its final name is complete: it is written to a temporary name in the same
+  directory, fsynced, renamed, and the directory fsynced (a rename is only durable once its
+  directory is) before write_group()/ensure() return. Bodies that arrive together are written as
+  one group (one fsync round for their data, one for their directories), see write_group().
 - A blob row is committed only after its file is durable, so a crash leaves at worst a file
   without a row (an orphan), which sweep() removes at the next open.
 - A file is unlinked only after the COMMIT that dropped its last reference, and never while
@@ -20,7 +21,8 @@ import re
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp"
@@ -40,12 +42,41 @@ def _is_blob_id(name: str) -> bool:
     return _BLOB_ID.fullmatch(name) is not None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+# Makes several descriptors durable; per descriptor None or the OSError its fsync raised.
+FsyncMany = Callable[[Sequence[int]], list[OSError | None]]
+
+
+def directory_of(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def fsync_fd(fd: int) -> OSError | None:
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _fsync_each(fds: Sequence[int]) -> list[OSError | None]:
+    """One after another: for a single file, or where no thread pool is at hand."""
+    return [fsync_fd(fd) for fd in fds]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A body file of one write_group() call, from its temporary name to its final one."""
+
+    path: str
+    tmp: str
+    fd: int
+    indexes: list[int]  # the items of the group that carry this content
+    error: OSError | None = None
+    renamed: bool = False
+
+    def fail(self, error: OSError) -> None:
+        if self.error is None:
+            self.error = error
 
 
 class BlobFiles:
@@ -79,40 +110,124 @@ class BlobFiles:
     def ensure(self, blob_id: str, data: bytes) -> bool:
         """Make the file exist and be durable; the caller has pinned blob_id. Returns whether
         it was written (False: the same content was already stored)."""
-        path = self.path(blob_id)
-        if path.exists():
-            return False
-        self._make_dirs(path.parent)
-        tmp = path.parent / f".{blob_id}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self.fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        # Two writers of the same content may race here; both files are identical, so the
-        # last rename winning is harmless.
-        os.replace(tmp, path)
-        if self.fsync:
-            _fsync_dir(path.parent)
-        return True
+        [outcome] = self.write_group([(blob_id, data)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-    def _make_dirs(self, directory: Path) -> None:
-        if directory.is_dir():
+    def write_group(
+        self, items: Sequence[tuple[str, bytes]], fsync_many: FsyncMany = _fsync_each
+    ) -> list[bool | OSError]:
+        """ensure() for several bodies at once, each already pinned by its caller: per item,
+        whether it was written, or the OSError that kept it from being stored.
+
+        Why a group: on a journalling file system every fsync waits for a journal commit, and
+        fsyncs issued together share one. Written one by one, a body costs a commit for its
+        data, one for its directory entry and one per new directory; written as a group, all
+        the bodies cost one commit for their data and one for all their directory entries,
+        whatever their number. The order per file stays: data durable under a temporary name,
+        then renamed, then its directory (and any directory made for it) durable, before this
+        returns; so a file at its final name is complete.
+        """
+        outcomes: list[bool | OSError] = [False] * len(items)
+        pending: dict[str, _Pending] = {}  # blob id -> its file being written in this group
+        dirs: dict[str, list[_Pending]] = {}  # directories whose entries must be made durable
+        # Paths as strings: pathlib's objects cost more than the file operations themselves.
+        root = self._root_str
+        for index, (blob_id, data) in enumerate(items):
+            if blob_id in pending:
+                pending[blob_id].indexes.append(index)  # same content twice in one group
+                continue
+            if not _is_blob_id(blob_id):  # ids are our own sha256 digests: a bug otherwise
+                raise ValueError(f"not a blob id: {blob_id!r}")
+            directory = f"{root}/{blob_id[:2]}/{blob_id[2:4]}"
+            path = f"{directory}/{blob_id}"
+            if os.path.exists(path):
+                continue  # stored before: an earlier group made it durable
+            made: list[str] = []
+            try:
+                self._make_dirs(blob_id, made)
+                tmp = f"{directory}/.{blob_id}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            except OSError as exc:
+                outcomes[index] = exc
+                # A directory made before the failure is synced all the same: a later body
+                # in it would find it present and not sync its entry again.
+                for level in made:
+                    dirs.setdefault(os.path.dirname(level), [])
+                continue
+            item = pending[blob_id] = _Pending(path, tmp, fd, [index])
+            for level in made:  # a new directory's entry lives in its parent
+                dirs.setdefault(os.path.dirname(level), []).append(item)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError as exc:
+                item.fail(exc)
+        live = [p for p in pending.values() if p.error is None]
+        if self.fsync:
+            for item, error in zip(live, fsync_many([p.fd for p in live]), strict=True):
+                if error is not None:
+                    item.fail(error)
+        for item in pending.values():
+            os.close(item.fd)
+            if item.error is None:
+                try:
+                    # Two writers of the same content may race here (a management command
+                    # beside the server); both files are identical, so either rename may win.
+                    os.replace(item.tmp, item.path)
+                except OSError as exc:
+                    item.fail(exc)
+                else:
+                    item.renamed = True
+                    dirs.setdefault(directory_of(item.path), []).append(item)
+                    continue
+            with contextlib.suppress(OSError):
+                os.unlink(item.tmp)
+        if self.fsync and dirs:
+            order = list(dirs)
+            fds: list[int] = []
+            try:
+                for directory in order:
+                    fds.append(os.open(directory, os.O_RDONLY | os.O_DIRECTORY))
+            except OSError as exc:
+                for directory in order[len(fds) :]:
+                    for item in dirs[directory]:
+                        item.fail(exc)
+                order = order[: len(fds)]
+            try:
+                for directory, error in zip(order, fsync_many(fds), strict=True):
+                    if error is not None:
+                        for item in dirs[directory]:
+                            item.fail(error)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        for item in pending.values():
+            if item.error is not None and item.renamed:
+                # Renamed but its directory could not be synced: a later body with the same
+                # content must not find it and take it for durable.
+                with contextlib.suppress(OSError):
+                    os.unlink(item.path)
+            for index in item.indexes:
+                outcomes[index] = item.error if item.error is not None else True
+        return outcomes
+
+    def _make_dirs(self, blob_id: str, made: list[str]) -> None:
+        """Create the blob's directory and its missing parents, adding each one created to
+        made as soon as it exists (its entry is still to be made durable by the caller)."""
+        first = f"{self._root_str}/{blob_id[:2]}"
+        directory = f"{first}/{blob_id[2:4]}"
+        if os.path.isdir(directory):
             return
-        # Create level by level so each new directory entry can be fsynced in its parent.
-        for level in (self.root, directory.parent, directory):
-            if not level.is_dir():
-                with contextlib.suppress(FileExistsError):
-                    level.mkdir()
-                if self.fsync:
-                    _fsync_dir(level.parent)
+        for level in (self._root_str, first, directory):
+            if not os.path.isdir(level):
+                try:
+                    os.mkdir(level)
+                except FileExistsError:
+                    continue
+                made.append(level)
 
     # ---- reading ---------------------------------------------------------------------------
     def read(self, blob_id: str, start: int = 0, length: int | None = None) -> bytes:

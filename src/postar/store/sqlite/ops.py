@@ -183,7 +183,7 @@ def add_blob_ref(
             (count, parsed, num),
         )
     if needs_index and search is not None:
-        tx.execute("INSERT INTO blob_text (rowid, headers, body) VALUES (?, ?, ?)", (num, *search))
+        tx.index_later(num, *search)
 
 
 def drop_blob_refs(tx: Tx, counts: Counter[str]) -> None:
@@ -197,7 +197,11 @@ def drop_blob_refs(tx: Tx, counts: Counter[str]) -> None:
             continue
         num, refcount = row
         if refcount <= 0:
-            tx.execute("DELETE FROM blob_text WHERE rowid = ?", (num,))
+            if num in tx.index:
+                tx.unindex(num)  # indexed by this job: nothing was written yet
+            else:
+                tx.execute("DELETE FROM blob_text WHERE rowid = ?", (num,))
+                tx.unindex(num)  # and not by an earlier job of the batch either
             tx.execute("DELETE FROM blobs WHERE num = ?", (num,))
             tx.unreferenced.append(blob_id)
 
