@@ -7,6 +7,9 @@ Theory of operation:
   duplicate to a loss).
 - One task per entry in flight, at most `max_in_flight` at once; the store hands out bounded
   pages (due_queue_entries), so a backlog of any size costs constant memory.
+- A page is a snapshot: an entry whose attempt ended while the scan was under way (after its
+  page may have been read) is left to the next scan, which reads its committed state; starting
+  it from the page would repeat a finished delivery.
 - Fair per destination (issue 4: a dead host's backlog must not starve others): each poll
   pages through the due entries (earliest first, at most SCAN_LIMIT of them) and starts an
   entry only while its destination has fewer than 2 x max_per_destination tasks in flight,
@@ -168,6 +171,10 @@ class OutboundWorker:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._task_keys: dict[int, frozenset[str]] = {}  # entry id -> its destinations' keys
         self._task_rcpt_domains: dict[int, frozenset[str]] = {}  # entry id -> rcpt domains
+        # Per scan in progress, the entries whose task ended since the scan began (_forget
+        # adds to each): the scan's pages may predate that task's commit, so their copy of
+        # such an entry is stale (a delivered entry would be delivered again).
+        self._scans: list[set[int]] = []
         self._routes = {k.lower().rstrip("."): v for k, v in config.relay.routes.items()}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -230,6 +237,25 @@ class OutboundWorker:
             if busy[self.hop_for("@" + d).key] >= cap
             and not self._all_dead(frozenset([self.hop_for("@" + d).key]), now)
         }
+        # Registered before the first page is read: an entry whose attempt ends after this
+        # point may be in a page read from a snapshot taken before that attempt's result was
+        # committed (the read runs in a store thread while tasks keep finishing).
+        ended: set[int] = set()
+        self._scans.append(ended)
+        try:
+            return await self._scan(now, room, cap, busy, skip, ended)
+        finally:
+            self._scans.remove(ended)
+
+    async def _scan(
+        self,
+        now: float,
+        room: int,
+        cap: int,
+        busy: Counter[str],
+        skip: set[str],
+        ended: set[int],
+    ) -> int:
         dead: list[QueueEntry] = []
         started = scanned = 0
         after: tuple[float, int] | None = None
@@ -240,7 +266,9 @@ class OutboundWorker:
             for entry in page:
                 if started >= room:
                     break
-                if entry.id in self._tasks:
+                if entry.id in self._tasks or entry.id in ended:
+                    # In flight, or its attempt ended after this page's snapshot may have
+                    # been taken: the next scan reads it afresh.
                     continue
                 keys = frozenset(self.hop_for(r.address).key for r in entry.recipients)
                 if self._all_dead(keys, now) and self._may_defer_quietly(entry, now):
@@ -302,6 +330,8 @@ class OutboundWorker:
         log.info("queue deferred for dead destinations", extra={"count": len(entries)})
 
     def _forget(self, entry_id: int, _task: asyncio.Task[None]) -> None:
+        for ended in self._scans:
+            ended.add(entry_id)
         self._tasks.pop(entry_id, None)
         self._task_keys.pop(entry_id, None)
         self._task_rcpt_domains.pop(entry_id, None)

@@ -7,6 +7,7 @@ what is left in the queue and what landed in the sender's INBOX.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from postar.config import Config, DNSConfig, QueueConfig, RelayConfig, StoreConf
 from postar.queue.dkim import create_keys
 from postar.queue.worker import OutboundWorker
 from postar.store.interface import Store, open_store_backend
-from postar.store.model import QueuedRecipient
+from postar.store.model import QueuedRecipient, QueueEntry
 from tests.support.dnsserver import LocalDNS
 from tests.support.server import free_port
 from tests.support.smtppeer import RawPeer, SMTPPeer
@@ -343,6 +344,53 @@ async def test_routes_and_connection_reuse(store: Store, config: Config) -> None
     assert len(peer.received) == 5
     # 5 messages over at most max_per_destination connections, reused while idle
     assert sum(pooled) == 5 and len(pooled) <= cfg.queue.max_per_destination
+
+
+async def test_attempt_ending_during_a_scan_does_not_start_the_entry_again(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan reads its page in a store thread, from a snapshot; an attempt that delivers and
+    removes its entry after that snapshot, before the scan looks at the page, left the stale
+    copy looking startable: delivered twice (issue 4, the backlog test's 13-14 for 10)."""
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    with SMTPPeer("127.0.0.1", port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("u@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg, clock=Clock())
+        real_attempt = worker.attempt
+        may_deliver = asyncio.Event()
+
+        async def held_attempt(entry: QueueEntry) -> None:
+            await may_deliver.wait()
+            await real_attempt(entry)
+
+        monkeypatch.setattr(worker, "attempt", held_attempt)
+        assert await worker.run_due() == 1  # the first attempt, held before delivering
+
+        real_read = store.due_queue_entries
+        page_read, go_on = asyncio.Event(), asyncio.Event()
+        pages: list[list[QueueEntry]] = []
+
+        async def paused_read(*args: Any, **kwargs: Any) -> list[QueueEntry]:
+            page = await real_read(*args, **kwargs)
+            pages.append(page)
+            page_read.set()
+            await go_on.wait()
+            return page
+
+        monkeypatch.setattr(store, "due_queue_entries", paused_read)
+        scan = asyncio.create_task(worker.run_due())
+        await page_read.wait()  # the snapshot holds the entry, not yet delivered
+        may_deliver.set()
+        await worker.drain()  # delivered, removed from the queue, forgotten by the worker
+        assert len(peer.received) == 1 and await store.list_queue() == []
+        go_on.set()
+        started = await scan
+        await worker.drain()
+        await worker.stop(grace=1)
+    assert [e.recipients[0].address for e in pages[0]] == ["u@routed.test"]
+    assert started == 0
+    assert len(peer.received) == 1
 
 
 async def test_dkim_signature_verifies(
