@@ -58,6 +58,7 @@ from postar.queue.client import (
     SMTPClient,
     SMTPConnectionError,
     SMTPReply,
+    SMTPUncertainError,
     TransactionResult,
     unverified_tls_context,
 )
@@ -487,6 +488,13 @@ class OutboundWorker:
                         "mta-sts refused host", extra={"host": name, "error": exc.outcome.text}
                     )
                     continue
+                except SMTPUncertainError as exc:
+                    # The host may have the message: no next host and no fresh connection
+                    # now (that would deliver it twice); retry later, like any deferral, which
+                    # risks one duplicate instead of a loss (RFC 5321 6.1). The host answered
+                    # until then, so it is not marked dead.
+                    log.info("queue host failed", extra={"host": name, "error": str(exc)})
+                    return {r.address: Outcome("deferred", "4.4.2", str(exc), name) for r in rcpts}
                 except SMTPConnectionError as exc:
                     errors.append(str(exc))
                     log.info("queue host failed", extra={"host": name, "error": str(exc)})
@@ -567,7 +575,8 @@ class OutboundWorker:
         message: bytes,
         sts: str | None = None,
     ) -> tuple[TransactionResult, SMTPClient, bool]:
-        # A pooled connection first; if it died while idle, a fresh one.
+        # A pooled connection first; if it died while idle, a fresh one. Only if it died
+        # before the end of the message: after the final dot the peer may have it.
         while state.idle:
             pooled = state.idle.pop()
             if sts == "enforce" and not pooled.verified:
@@ -576,6 +585,9 @@ class OutboundWorker:
                 continue
             try:
                 return await pooled.client.send(env, message), pooled.client, pooled.verified
+            except SMTPUncertainError:
+                pooled.client.abort()
+                raise
             except SMTPConnectionError:
                 pooled.client.abort()
         client, verified = await self._open(hop, name, address, sts)

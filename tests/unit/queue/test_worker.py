@@ -393,6 +393,34 @@ async def test_attempt_ending_during_a_scan_does_not_start_the_entry_again(
     assert len(peer.received) == 1
 
 
+async def test_no_reply_to_the_final_dot_on_a_pooled_connection_is_not_resent(
+    store: Store, config: Config
+) -> None:
+    """A pooled connection that fails after the final dot was sent may have delivered the
+    message (RFC 1047): it is deferred, not sent again at once on a fresh connection."""
+    port = free_port()
+    cfg = replace(
+        config,
+        relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}),
+        queue=replace(config.queue, data_timeout=0.3),
+    )
+    with SMTPPeer("127.0.0.1", port) as peer:
+        worker = OutboundWorker(store, cfg, clock=Clock())
+        await store.enqueue("alice@example.org", [QueuedRecipient("a@routed.test")], MSG)
+        await worker.run_due()
+        await worker.drain()
+        assert len(peer.received) == 1 and sum(len(s.idle) for s in worker._hops.values()) == 1
+        # The peer records the next message, then answers the dot only after our timeout.
+        peer.handler.data_delay = 1.5
+        await store.enqueue("alice@example.org", [QueuedRecipient("b@routed.test")], MSG)
+        await worker.run_due()
+        await worker.drain()
+        await worker.stop(grace=1)
+    assert [m.recipients for m in peer.received] == [["a@routed.test"], ["b@routed.test"]]
+    (left,) = await store.list_queue()
+    assert left.attempts == 1 and "after the end of the message" in (left.last_error or "")
+
+
 async def test_dkim_signature_verifies(
     store: Store, config: Config, dns: LocalDNS, mx_port: int
 ) -> None:
