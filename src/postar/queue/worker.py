@@ -71,7 +71,10 @@ from postar.store.model import DeliveryTarget, QueuedRecipient, QueueEntry
 
 log = logging.getLogger("postar.queue")
 
-POLL_SECONDS = 1.0  # how often the store is asked for due entries (enqueue does not wake us)
+# How often the store is asked for due entries when nothing wakes the worker: an enqueue in
+# this process does (store.watch_queue); this poll finds retries coming due and changes made
+# by another process (`postar queue retry|flush` beside a running server).
+POLL_SECONDS = 1.0
 REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
 DEAD_HOP_SECONDS = 10.0  # a hop nobody could reach is not tried again for this long
 SCAN_PAGE = 500  # due entries per store read
@@ -180,9 +183,13 @@ class OutboundWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
+        self._unwatch: Callable[[], None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        # Mail accepted for remote recipients wakes the worker at once (Postfix: cleanup
+        # notifies qmgr), instead of waiting up to POLL_SECONDS.
+        self._unwatch = self.store.watch_queue(self.wake)
         self._main = asyncio.create_task(self._run(), name="postar-outbound")
 
     def wake(self) -> None:
@@ -192,6 +199,9 @@ class OutboundWorker:
         """Stop taking entries, give deliveries in flight `grace` seconds, cancel the rest
         (they stay queued and are retried at the next start)."""
         self._stopping = True
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         self._wake.set()
         if self._main is not None:
             self._main.cancel()
@@ -210,13 +220,15 @@ class OutboundWorker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before the scan, not after: a wake-up during the scan (an enqueue it may
+            # have missed, more dead backlog to defer) is kept and starts the next scan at once.
+            self._wake.clear()
             try:
                 await self.run_due()
             except Exception:
                 # A store hiccup must not end outbound delivery; log and poll again.
                 log.exception("queue poll failed")
             self._reap_idle()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wake.wait()

@@ -16,7 +16,7 @@ Invariants every backend keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from postar.mime.structure import ParsedMessage
@@ -280,6 +280,14 @@ class Store(abc.ABC):
         auth_user: str | None = None,
     ) -> QueueEntry:
         """Durable on return, like deliver()."""
+
+    @abc.abstractmethod
+    def watch_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on the event loop after every commit in this process that adds
+        queue entries or makes them due sooner (enqueue, reschedule_queue), so the outbound
+        worker starts at once instead of at its next poll (Postfix's qmgr is told by
+        cleanup). Returns the function that stops the calls. Changes made by another process
+        (the CLI beside a running server) are not seen: the worker's poll covers them."""
 
     @abc.abstractmethod
     async def list_queue(self) -> list[QueueEntry]: ...

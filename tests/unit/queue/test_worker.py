@@ -19,6 +19,7 @@ import dkim
 import pytest
 
 from postar.config import Config, DNSConfig, QueueConfig, RelayConfig, StoreConfig
+from postar.queue import worker as worker_module
 from postar.queue.dkim import create_keys
 from postar.queue.worker import OutboundWorker
 from postar.store.interface import Store, open_store_backend
@@ -419,6 +420,48 @@ async def test_no_reply_to_the_final_dot_on_a_pooled_connection_is_not_resent(
     assert [m.recipients for m in peer.received] == [["a@routed.test"], ["b@routed.test"]]
     (left,) = await store.list_queue()
     assert left.attempts == 1 and "after the end of the message" in (left.last_error or "")
+
+
+async def test_enqueue_wakes_the_worker_before_its_poll(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mail accepted for a remote recipient starts its delivery at once (Postfix: cleanup
+    tells qmgr), not at the worker's next poll. The poll is pushed out to an hour, so only
+    the enqueue's wake-up can start the delivery."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600.0)
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    with SMTPPeer("127.0.0.1", port) as peer:
+        worker = OutboundWorker(store, cfg)
+        scans: list[int] = []
+        real_run_due = worker.run_due
+
+        async def counted_run_due() -> int:
+            started = await real_run_due()
+            scans.append(started)
+            return started
+
+        monkeypatch.setattr(worker, "run_due", counted_run_due)
+        delivered = asyncio.Event()
+        real_record = worker._record
+
+        async def record(*args: Any) -> None:
+            await real_record(*args)
+            delivered.set()
+
+        monkeypatch.setattr(worker, "_record", record)
+        worker.start()
+        try:
+            while not scans:  # the start-up scan: an empty queue, then the hour-long wait
+                await asyncio.sleep(0)
+            assert scans == [0]
+            # What smtp/server.py does at the end of DATA for a remote recipient.
+            await store.enqueue("alice@example.org", [QueuedRecipient("u@routed.test")], MSG)
+            await asyncio.wait_for(delivered.wait(), 30)  # a hang guard, not a speed limit
+        finally:
+            await worker.stop(grace=1)
+    assert scans[:2] == [0, 1]  # the scan after the enqueue started it
+    assert len(peer.received) == 1 and await store.list_queue() == []
 
 
 async def test_dkim_signature_verifies(

@@ -79,3 +79,19 @@ async def test_due_entries_skip_domains(store: Store) -> None:
     assert [e.id for e in got] == [b.id, c.id]
     assert len(await store.due_queue_entries(now, 10, skip_domains={"busy.test", "free.test"})) == 0
     assert [e.id for e in await store.due_queue_entries(now, 10)] == [a.id, b.id, c.id]
+
+
+async def test_watch_queue_called_after_enqueue_and_reschedule(store: Store) -> None:
+    calls: list[str] = []
+    unwatch = store.watch_queue(lambda: calls.append("queue changed"))
+    e = await store.enqueue("a@example.org", [QueuedRecipient("x@remote.test")], RAW)
+    assert calls == ["queue changed"]  # by the time enqueue returns: after the commit
+    await store.reschedule_queue(e.next_attempt, e.id)
+    assert len(calls) == 2
+    await store.update_queue_entry(
+        e.id, recipients=e.recipients, next_attempt=e.next_attempt + 60, attempts=1, last_error=None
+    )
+    assert len(calls) == 2  # the worker's own bookkeeping does not wake it
+    unwatch()
+    await store.enqueue("a@example.org", [QueuedRecipient("y@remote.test")], RAW)
+    assert len(calls) == 2

@@ -95,6 +95,7 @@ class SQLiteBase(Store):
         self._reader_count = readers
         self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
         self._feed = ChangeFeed()
+        self._queue_watchers: list[Callable[[], None]] = []  # watch_queue() callbacks
         self._writer: Writer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()

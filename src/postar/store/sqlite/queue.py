@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from postar.store.interface import (
     NotFound,
@@ -67,7 +69,22 @@ class QueueOps(SQLiteBase):
                 auth_user=auth_user,
             )
 
-        return await self._write_with_body(body, job)
+        entry = await self._write_with_body(body, job)
+        self._queue_changed()
+        return entry
+
+    def watch_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._queue_watchers.append(callback)
+        return functools.partial(self._unwatch_queue, callback)
+
+    def _unwatch_queue(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue_watchers.remove(callback)
+
+    def _queue_changed(self) -> None:
+        # On the event loop, after the commit: a watcher reading the queue now sees the entry.
+        for callback in list(self._queue_watchers):
+            callback()
 
     async def list_queue(self) -> list[QueueEntry]:
         return await self._read(
@@ -132,7 +149,9 @@ class QueueOps(SQLiteBase):
                     raise NotFound(f"no queue entry {entry_id}")
             return int(cur.rowcount)
 
-        return await self._write(job)
+        changed = await self._write(job)
+        self._queue_changed()
+        return changed
 
     async def get_queue_entry(self, entry_id: int) -> QueueEntry | None:
         row = await self._read(
