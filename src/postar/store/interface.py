@@ -330,8 +330,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def reschedule_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
-        """Set next_attempt of one entry (or all) to `next_attempt` (`postar queue retry|flush`);
-        returns how many entries changed."""
+        """Set next_attempt of one entry (or all but the held ones) to `next_attempt` (`postar
+        queue retry|flush`); returns how many entries changed. Retrying one held entry
+        releases it."""
+
+    @abc.abstractmethod
+    async def hold_queue(self, entry_id: int | None = None) -> int:
+        """Put one entry (or all) on hold: never tried until released (`postar queue hold`,
+        postsuper -h); next_attempt becomes QUEUE_HELD. An attempt under way finishes, and
+        its result keeps the hold. Returns how many entries changed."""
+
+    @abc.abstractmethod
+    async def release_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
+        """Held entries (one or all) become due at `next_attempt` (postsuper -H, then
+        postqueue -f); returns how many changed. NotFound for an unknown `entry_id`."""
 
     @abc.abstractmethod
     async def remove_queue_entry(self, entry_id: int) -> None: ...

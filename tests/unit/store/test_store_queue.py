@@ -95,3 +95,31 @@ async def test_watch_queue_called_after_enqueue_and_reschedule(store: Store) -> 
     unwatch()
     await store.enqueue("a@example.org", [QueuedRecipient("y@remote.test")], RAW)
     assert len(calls) == 2
+
+
+async def test_hold_and_release(store: Store) -> None:
+    a = await store.enqueue("a@example.org", [QueuedRecipient("x@remote.test")], RAW)
+    b = await store.enqueue("a@example.org", [QueuedRecipient("y@remote.test")], RAW)
+    now = b.next_attempt
+    assert await store.hold_queue() == 2
+    assert await store.due_queue_entries(now + 10**9, 10) == []
+    assert all(e.held for e in await store.list_queue())
+    # A flush leaves held mail held; the worker's result for an attempt under way keeps it.
+    assert await store.reschedule_queue(now) == 0
+    await store.update_queue_entry(
+        a.id, recipients=a.recipients, next_attempt=now + 60, attempts=1, last_error="4xx"
+    )
+    assert (await store.get_queue_entry(a.id)).held  # type: ignore[union-attr]
+    calls: list[str] = []
+    store.watch_queue(lambda: calls.append("released"))
+    assert await store.release_queue(now, b.id) == 1
+    assert calls == ["released"]  # the worker is told at once
+    assert [e.id for e in await store.due_queue_entries(now, 10)] == [b.id]
+    assert await store.release_queue(now) == 1
+    assert {e.id for e in await store.due_queue_entries(now, 10)} == {a.id, b.id}
+    assert await store.hold_queue(a.id) == 1
+    assert await store.release_queue(now, b.id) == 0  # not held
+    with pytest.raises(NotFound):
+        await store.hold_queue(999_999)
+    with pytest.raises(NotFound):
+        await store.release_queue(now, 999_999)

@@ -14,6 +14,7 @@ from postar.store.interface import (
     StoreError,
 )
 from postar.store.model import (
+    QUEUE_HELD,
     QueuedRecipient,
     QueueEntry,
 )
@@ -140,13 +141,50 @@ class QueueOps(SQLiteBase):
     async def reschedule_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
         def job(tx: Tx) -> int:
             if entry_id is None:
-                cur = tx.execute("UPDATE queue SET next_attempt = ?", (next_attempt,))
+                # A flush leaves held entries held (postqueue -f does not empty the hold queue).
+                cur = tx.execute(
+                    "UPDATE queue SET next_attempt = ? WHERE next_attempt != ?",
+                    (next_attempt, QUEUE_HELD),
+                )
             else:
                 cur = tx.execute(
                     "UPDATE queue SET next_attempt = ? WHERE id = ?", (next_attempt, entry_id)
                 )
                 if cur.rowcount == 0:
                     raise NotFound(f"no queue entry {entry_id}")
+            return int(cur.rowcount)
+
+        changed = await self._write(job)
+        self._queue_changed()
+        return changed
+
+    async def hold_queue(self, entry_id: int | None = None) -> int:
+        def job(tx: Tx) -> int:
+            if entry_id is None:
+                cur = tx.execute(
+                    "UPDATE queue SET next_attempt = ? WHERE next_attempt != ?",
+                    (QUEUE_HELD, QUEUE_HELD),
+                )
+                return int(cur.rowcount)
+            cur = tx.execute(
+                "UPDATE queue SET next_attempt = ? WHERE id = ?", (QUEUE_HELD, entry_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no queue entry {entry_id}")
+            return int(cur.rowcount)
+
+        return await self._write(job)
+
+    async def release_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
+        def job(tx: Tx) -> int:
+            where, args = "next_attempt = ?", [QUEUE_HELD]
+            if entry_id is not None:
+                if tx.one("SELECT 1 FROM queue WHERE id = ?", (entry_id,)) is None:
+                    raise NotFound(f"no queue entry {entry_id}")
+                where, args = where + " AND id = ?", [*args, entry_id]
+            cur = tx.execute(
+                f"UPDATE queue SET next_attempt = ? WHERE {where}", (next_attempt, *args)
+            )
             return int(cur.rowcount)
 
         changed = await self._write(job)
@@ -172,8 +210,13 @@ class QueueOps(SQLiteBase):
         extra: Mapping[str, str] | None = None,
     ) -> None:
         def job(tx: Tx) -> None:
-            values = [rows.recipients_json(recipients), next_attempt, attempts, last_error]
-            sets = "recipients = ?, next_attempt = ?, attempts = ?, last_error = ?"
+            # A hold placed while the entry was being tried outlives that attempt's result.
+            values = [rows.recipients_json(recipients), QUEUE_HELD, next_attempt, attempts]
+            values.append(last_error)
+            sets = (
+                "recipients = ?, next_attempt = CASE WHEN next_attempt = ? THEN next_attempt "
+                "ELSE ? END, attempts = ?, last_error = ?"
+            )
             if extra is not None:
                 sets += ", extra = ?"
                 values.append(json.dumps(dict(extra), sort_keys=True))
