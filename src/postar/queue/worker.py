@@ -77,7 +77,8 @@ log = logging.getLogger("postar.queue")
 POLL_SECONDS = 1.0
 REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
 DEAD_HOP_SECONDS = 10.0  # a hop nobody could reach is not tried again for this long
-SCAN_PAGE = 500  # due entries per store read
+SCAN_PAGE = 500  # due entries per store read, at most
+SCAN_FIRST_PAGE = 32  # the smallest first read of a scan (pages then double up to SCAN_PAGE)
 SCAN_LIMIT = 20_000  # due entries looked at per poll; the rest wait for the next poll
 DEAD_DEFER_BATCH = 2_000  # entries of dead destinations deferred per poll
 
@@ -179,6 +180,10 @@ class OutboundWorker:
         # adds to each): the scan's pages may predate that task's commit, so their copy of
         # such an entry is stale (a delivered entry would be delivered again).
         self._scans: list[set[int]] = []
+        # The last scan may have left due entries behind (no room, destinations at their cap):
+        # a task that ends then wakes the worker, so its slot is refilled at once rather than
+        # at the next poll (which capped delivery at max_in_flight messages a second).
+        self._more_due = False
         self._routes = {k.lower().rstrip("."): v for k, v in config.relay.routes.items()}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -238,6 +243,7 @@ class OutboundWorker:
         defer entries of dead destinations. Returns how many tasks were started."""
         room = self.max_in_flight - len(self._tasks)
         if room <= 0:
+            self._more_due = True
             return 0
         now = self.clock()
         cap = max(1, 2 * self.qc.max_per_destination)
@@ -271,13 +277,16 @@ class OutboundWorker:
     ) -> int:
         dead: list[QueueEntry] = []
         started = scanned = 0
+        left_behind = bool(skip)  # the store leaves out the due mail of capped destinations
         after: tuple[float, int] | None = None
+        # In-flight entries are due too and come first in the order: the first page is sized
+        # to hold them and `room` more, so refilling one slot does not read 500 rows.
+        limit = min(SCAN_PAGE, max(SCAN_FIRST_PAGE, room + len(self._tasks)))
         while started < room and scanned < SCAN_LIMIT:
-            page = await self.store.due_queue_entries(
-                now, SCAN_PAGE, after=after, skip_domains=skip
-            )
+            page = await self.store.due_queue_entries(now, limit, after=after, skip_domains=skip)
             for entry in page:
                 if started >= room:
+                    left_behind = True
                     break
                 if entry.id in self._tasks or entry.id in ended:
                     # In flight, or its attempt ended after this page's snapshot may have
@@ -289,6 +298,7 @@ class OutboundWorker:
                         dead.append(entry)
                     continue
                 if keys and all(busy[k] >= cap for k in keys):
+                    left_behind = True
                     continue  # its destination has enough in flight: room for the others
                 task = asyncio.create_task(self._attempt_guarded(entry))
                 self._tasks[entry.id] = task
@@ -300,9 +310,13 @@ class OutboundWorker:
                 busy.update(keys)
                 started += 1
             scanned += len(page)
-            if len(page) < SCAN_PAGE:
+            if len(page) < limit:
                 break
             after = (page[-1].next_attempt, page[-1].id)
+            limit = min(SCAN_PAGE, limit * 2)
+        else:
+            left_behind = True  # stopped for room or SCAN_LIMIT with pages still full
+        self._more_due = left_behind
         if dead:
             await self._defer_dead(dead, now)
             if len(dead) >= DEAD_DEFER_BATCH:
@@ -345,6 +359,8 @@ class OutboundWorker:
     def _forget(self, entry_id: int, _task: asyncio.Task[None]) -> None:
         for ended in self._scans:
             ended.add(entry_id)
+        if self._more_due:
+            self._wake.set()
         self._tasks.pop(entry_id, None)
         self._task_keys.pop(entry_id, None)
         self._task_rcpt_domains.pop(entry_id, None)

@@ -464,6 +464,43 @@ async def test_enqueue_wakes_the_worker_before_its_poll(
     assert len(peer.received) == 1 and await store.list_queue() == []
 
 
+async def test_a_finished_delivery_frees_its_slot_for_the_backlog_at_once(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more due mail than slots, each delivery that ends starts the next one, not the
+    next poll (pushed out to an hour here): the poll had capped the rate at max_in_flight
+    messages a second."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600.0)
+    port = free_port()
+    cfg = replace(
+        config,
+        relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}),
+        queue=replace(config.queue, max_connections=1, max_per_destination=1),
+    )
+    with SMTPPeer("127.0.0.1", port) as peer:
+        for i in range(6):
+            await store.enqueue("alice@example.org", [QueuedRecipient(f"u{i}@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg)
+        assert worker.max_in_flight == 2
+        done = asyncio.Event()
+        real_record = worker._record
+
+        async def record(*args: Any) -> None:
+            await real_record(*args)
+            if not await store.list_queue():
+                done.set()
+
+        monkeypatch.setattr(worker, "_record", record)
+        worker.start()
+        try:
+            await asyncio.wait_for(done.wait(), 30)  # a hang guard, not a speed limit
+        finally:
+            await worker.stop(grace=1)
+    assert sorted(r for m in peer.received for r in m.recipients) == [
+        f"u{i}@routed.test" for i in range(6)
+    ]
+
+
 async def test_dkim_signature_verifies(
     store: Store, config: Config, dns: LocalDNS, mx_port: int
 ) -> None:
