@@ -71,9 +71,9 @@ from postar.store.model import DeliveryTarget, QueuedRecipient, QueueEntry
 
 log = logging.getLogger("postar.queue")
 
-# How often the store is asked for due entries when nothing wakes the worker: an enqueue in
-# this process does (store.watch_queue); this poll finds retries coming due and changes made
-# by another process (`postar queue retry|flush` beside a running server).
+# How often the store is asked for due entries when nothing wakes the worker: queue changes
+# do (store.watch_queue: an enqueue here, `postar queue flush` from another process), so this
+# poll is for retries coming due (and a fallback).
 POLL_SECONDS = 1.0
 REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
 DEAD_HOP_SECONDS = 10.0  # a hop nobody could reach is not tried again for this long

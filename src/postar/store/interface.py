@@ -286,8 +286,9 @@ class Store(abc.ABC):
         """Call `callback` on the event loop after every commit in this process that adds
         queue entries or makes them due sooner (enqueue, reschedule_queue), so the outbound
         worker starts at once instead of at its next poll (Postfix's qmgr is told by
-        cleanup). Returns the function that stops the calls. Changes made by another process
-        (the CLI beside a running server) are not seen: the worker's poll covers them."""
+        cleanup), and within a fraction of a second of a commit by another process (`postar
+        queue flush|retry|release` beside a running server), at worst with a spurious call.
+        Returns the function that stops the calls."""
 
     @abc.abstractmethod
     async def list_queue(self) -> list[QueueEntry]: ...

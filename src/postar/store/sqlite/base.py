@@ -23,6 +23,7 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -96,6 +97,7 @@ class SQLiteBase(Store):
         self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
         self._feed = ChangeFeed()
         self._queue_watchers: list[Callable[[], None]] = []  # watch_queue() callbacks
+        self._queue_poller: asyncio.Task[None] | None = None  # commits by other processes
         self._writer: Writer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -175,6 +177,11 @@ class SQLiteBase(Store):
             self._lock_fd = None
 
     async def close(self) -> None:
+        if self._queue_poller is not None:
+            self._queue_poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._queue_poller
+            self._queue_poller = None
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop)
             self._writer = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -21,6 +22,8 @@ from postar.store.model import (
 from postar.store.sqlite import ops, rows
 from postar.store.sqlite.base import SQLiteBase
 from postar.store.sqlite.writer import Tx
+
+OTHER_PROCESS_CHECK = 0.1  # seconds between looks for queue changes made by another process
 
 
 class QueueOps(SQLiteBase):
@@ -76,11 +79,36 @@ class QueueOps(SQLiteBase):
 
     def watch_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._queue_watchers.append(callback)
+        if self._queue_poller is None:
+            self._queue_poller = asyncio.get_running_loop().create_task(
+                self._watch_other_processes(), name="postar-store-queue-watch"
+            )
         return functools.partial(self._unwatch_queue, callback)
 
     def _unwatch_queue(self, callback: Callable[[], None]) -> None:
         with contextlib.suppress(ValueError):
             self._queue_watchers.remove(callback)
+        if not self._queue_watchers and self._queue_poller is not None:
+            self._queue_poller.cancel()
+            self._queue_poller = None
+
+    async def _watch_other_processes(self) -> None:
+        # `postar queue flush|retry|release` commits from another process, which no callback
+        # of ours sees. SQLite's data_version changes on a connection whenever another
+        # connection commits: checking it is a few microseconds, so the watchers hear of
+        # such a change within OTHER_PROCESS_CHECK (Postfix's postqueue -f pokes qmgr's fifo).
+        # Our own writer's commits change it too: a spurious call costs a watcher one look.
+        conn = self._connect(readonly=True)
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while True:
+                await asyncio.sleep(OTHER_PROCESS_CHECK)
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self._queue_changed()
+        finally:
+            conn.close()
 
     def _queue_changed(self) -> None:
         # On the event loop, after the commit: a watcher reading the queue now sees the entry.
