@@ -78,7 +78,7 @@ POLL_SECONDS = 1.0
 REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
 DEAD_HOP_SECONDS = 10.0  # a hop nobody could reach is not tried again for this long
 SCAN_PAGE = 500  # due entries per store read, at most
-SCAN_FIRST_PAGE = 32  # the smallest first read of a scan (pages then double up to SCAN_PAGE)
+SCAN_FIRST_PAGE = 8  # the smallest first read of a scan (pages then double up to SCAN_PAGE)
 SCAN_LIMIT = 20_000  # due entries looked at per poll; the rest wait for the next poll
 DEAD_DEFER_BATCH = 2_000  # entries of dead destinations deferred per poll
 
@@ -264,7 +264,9 @@ class OutboundWorker:
         try:
             return await self._scan(now, room, cap, busy, skip, ended)
         finally:
-            self._scans.remove(ended)
+            # By identity: two scans' sets may be equal (both empty), list.remove would take
+            # the other scan's set away.
+            self._scans = [e for e in self._scans if e is not ended]
 
     async def _scan(
         self,
@@ -279,11 +281,14 @@ class OutboundWorker:
         started = scanned = 0
         left_behind = bool(skip)  # the store leaves out the due mail of capped destinations
         after: tuple[float, int] | None = None
-        # In-flight entries are due too and come first in the order: the first page is sized
-        # to hold them and `room` more, so refilling one slot does not read 500 rows.
-        limit = min(SCAN_PAGE, max(SCAN_FIRST_PAGE, room + len(self._tasks)))
+        # Entries in flight are left out by the store (they are due, and first in the order):
+        # refilling one slot reads a few rows, not the in-flight ones again each time.
+        in_flight = frozenset(self._tasks)
+        limit = min(SCAN_PAGE, max(SCAN_FIRST_PAGE, room))
         while started < room and scanned < SCAN_LIMIT:
-            page = await self.store.due_queue_entries(now, limit, after=after, skip_domains=skip)
+            page = await self.store.due_queue_entries(
+                now, limit, after=after, skip_domains=skip, skip_ids=in_flight
+            )
             for entry in page:
                 if started >= room:
                     left_behind = True

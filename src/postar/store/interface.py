@@ -300,6 +300,7 @@ class Store(abc.ABC):
         limit: int,
         after: tuple[float, int] | None = None,
         skip_domains: Collection[str] = (),
+        skip_ids: Collection[int] = (),
     ) -> list[QueueEntry]:
         """At most `limit` entries whose next_attempt is at or before `now`, earliest first
         (the outbound worker's batch; bounded so a huge queue never sits in memory).
@@ -307,7 +308,8 @@ class Store(abc.ABC):
         so the worker can look past a backlog for one destination without loading it all.
         `skip_domains` (lower case): leave out entries whose first and last recipients are in
         these domains (destinations with enough deliveries in flight), filtered in the store
-        so a backlog of them costs the worker nothing."""
+        so a backlog of them costs the worker nothing. `skip_ids`: leave out these entries
+        (the worker's deliveries in flight)."""
 
     @abc.abstractmethod
     async def next_queue_attempt(self) -> float | None:

@@ -39,6 +39,9 @@ async def test_due_entries_in_order_and_bounded(store: Store) -> None:
     rest = await store.due_queue_entries(now + 100, 10, after=(page[-1].next_attempt, page[-1].id))
     assert [e.id for e in rest] == [entries[0].id]
     assert await store.next_queue_attempt() == now + 96
+    # Entries in flight are left out of the page, however early they are due.
+    skipped = await store.due_queue_entries(now + 100, 2, skip_ids={entries[4].id, entries[2].id})
+    assert [e.id for e in skipped] == [entries[3].id, entries[1].id]
 
 
 async def test_reschedule_one_and_all(store: Store) -> None:

@@ -131,6 +131,7 @@ class QueueOps(SQLiteBase):
         limit: int,
         after: tuple[float, int] | None = None,
         skip_domains: Collection[str] = (),
+        skip_ids: Collection[int] = (),
     ) -> list[QueueEntry]:
         # Served by the queue_next index (next_attempt, then the rowid id); LIMIT keeps a huge
         # backlog out of memory, and the row-value cursor pages through it without OFFSET.
@@ -149,6 +150,11 @@ class QueueOps(SQLiteBase):
             last = domain.format(a="json_extract(recipients, '$[#-1][0]')")
             where += f" AND NOT ({first} IN ({marks}) AND {last} IN ({marks}))"
             args += [*skip_domains, *skip_domains]
+        if skip_ids:
+            # Entries in flight: due, and first in the order, but not to be started again;
+            # leaving them out here spares building them into records for every look.
+            where += f" AND id NOT IN ({','.join('?' * len(skip_ids))})"
+            args += list(skip_ids)
         return await self._read(
             lambda conn: [
                 rows.queue_entry(r)
