@@ -5,8 +5,12 @@ Theory of operation:
   result (delivered, or failed and reported). A crash between a remote 250 and our update
   means one duplicate delivery at the next start, never a loss (RFC 5321 6.1 prefers a
   duplicate to a loss).
-- One task per entry in flight, at most `max_in_flight` at once; the store hands out bounded
-  pages (due_queue_entries), so a backlog of any size costs constant memory.
+- One task per entry in flight, at most `max_in_flight` delivering at once; tasks that have
+  their answers and wait for their result's commit (`_recording`) no longer count, since a
+  commit's fsync can take longer than a delivery over a reused connection and they left
+  connections idle; they have their own bound (RECORDING_MAX tasks, RECORDING_BYTES of
+  messages held for DSNs), and many of them waiting make one group commit. The store hands
+  out bounded pages (due_queue_entries), so a backlog of any size costs constant memory.
 - A page is a snapshot: an entry whose attempt ended while the scan was under way (after its
   page may have been read) is left to the next scan, which reads its committed state; starting
   it from the page would repeat a finished delivery.
@@ -81,6 +85,11 @@ SCAN_PAGE = 500  # due entries per store read, at most
 SCAN_FIRST_PAGE = 8  # the smallest first read of a scan (pages then double up to SCAN_PAGE)
 SCAN_LIMIT = 20_000  # due entries looked at per poll; the rest wait for the next poll
 DEAD_DEFER_BATCH = 2_000  # entries of dead destinations deferred per poll
+# Delivered entries waiting for their result's commit, at most: about one group commit's worth
+# (the store writer's MAX_BATCH), since the commit's fsync, not the delivery, is then the
+# slow part. A crash in that window repeats those deliveries once each (RFC 5321 6.1).
+RECORDING_MAX = 500
+RECORDING_BYTES = 64 * 1024 * 1024  # and the message bytes they hold (for a DSN), at most
 
 
 @dataclass(frozen=True)
@@ -171,11 +180,14 @@ class OutboundWorker:
             mta_sts = PolicyCache(self.resolver, fetcher, clock)
         self.mta_sts = mta_sts
         self.max_in_flight = max(1, self.qc.max_connections * 2)
+        self.max_tasks = self.max_in_flight + RECORDING_MAX  # delivering + recording
         self._global = asyncio.Semaphore(max(1, self.qc.max_connections))
         self._hops: dict[str, _HopState] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._task_keys: dict[int, frozenset[str]] = {}  # entry id -> its destinations' keys
         self._task_rcpt_domains: dict[int, frozenset[str]] = {}  # entry id -> rcpt domains
+        self._recording: dict[int, int] = {}  # entries past delivery -> bytes they hold
+        self._recording_bytes = 0
         # Per scan in progress, the entries whose task ended since the scan began (_forget
         # adds to each): the scan's pages may predate that task's commit, so their copy of
         # such an entry is stale (a delivered entry would be delivered again).
@@ -241,13 +253,21 @@ class OutboundWorker:
     async def run_due(self) -> int:
         """Start tasks for due entries not already in flight, fairly across destinations;
         defer entries of dead destinations. Returns how many tasks were started."""
-        room = self.max_in_flight - len(self._tasks)
+        delivering = len(self._tasks) - len(self._recording)
+        room = min(self.max_in_flight - delivering, self.max_tasks - len(self._tasks))
+        if self._recording_bytes >= RECORDING_BYTES:
+            room = 0  # results are not being committed as fast as mail goes out: wait
         if room <= 0:
             self._more_due = True
             return 0
         now = self.clock()
         cap = max(1, 2 * self.qc.max_per_destination)
-        busy: Counter[str] = Counter(k for keys in self._task_keys.values() for k in keys)
+        busy: Counter[str] = Counter(
+            k
+            for entry_id, keys in self._task_keys.items()
+            if entry_id not in self._recording
+            for k in keys
+        )
         # Domains of in-flight mail whose destination is at its cap; dead destinations are not
         # skipped: their entries must be seen to be deferred.
         skip = {
@@ -367,6 +387,7 @@ class OutboundWorker:
         if self._more_due:
             self._wake.set()
         self._tasks.pop(entry_id, None)
+        self._recording_bytes -= self._recording.pop(entry_id, 0)
         self._task_keys.pop(entry_id, None)
         self._task_rcpt_domains.pop(entry_id, None)
 
@@ -420,6 +441,13 @@ class OutboundWorker:
             )
             for result in results:
                 outcomes.update(result)
+        # Delivery is over: its slot may go to the next entry while the result is committed.
+        # The entry stays in _tasks until then, so it cannot be started again meanwhile.
+        if entry.id in self._tasks:
+            self._recording[entry.id] = len(raw)
+            self._recording_bytes += len(raw)
+            if self._more_due:
+                self._wake.set()
         await self._record(entry, raw, outcomes)
 
     def hop_for(self, address: str) -> Hop:

@@ -539,6 +539,48 @@ async def test_a_finished_delivery_frees_its_slot_for_the_backlog_at_once(
     ]
 
 
+async def test_deliveries_waiting_for_their_commit_leave_their_slots(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivered entry whose removal is not committed yet (a slow fsync) stays in flight,
+    so it is never started again, but its delivery slot goes to the next entry."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600.0)
+    port = free_port()
+    cfg = replace(
+        config,
+        relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}),
+        queue=replace(config.queue, max_connections=1, max_per_destination=1),
+    )
+    commits_may_finish = asyncio.Event()
+    real_remove = store.remove_queue_entry
+
+    async def slow_remove(entry_id: int) -> None:
+        await commits_may_finish.wait()
+        await real_remove(entry_id)
+
+    monkeypatch.setattr(store, "remove_queue_entry", slow_remove)
+    with SMTPPeer("127.0.0.1", port) as peer:
+        for i in range(5):
+            await store.enqueue("alice@example.org", [QueuedRecipient(f"u{i}@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg)
+        assert worker.max_in_flight == 2
+        worker.start()
+        try:
+            async with asyncio.timeout(30):  # a hang guard, not a speed limit
+                while len(peer.received) < 5:
+                    await asyncio.sleep(0.01)
+            assert len(worker._tasks) == 5  # all delivered, none committed: all still in flight
+            commits_may_finish.set()
+            await worker.drain()
+        finally:
+            commits_may_finish.set()
+            await worker.stop(grace=1)
+    assert sorted(r for m in peer.received for r in m.recipients) == [
+        f"u{i}@routed.test" for i in range(5)
+    ]
+    assert await store.list_queue() == []
+
+
 async def test_dkim_signature_verifies(
     store: Store, config: Config, dns: LocalDNS, mx_port: int
 ) -> None:
