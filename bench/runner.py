@@ -589,9 +589,19 @@ def run_outbound(ctx: Context) -> None:
                 ctx.log(
                     f"outbound round {rnd + 1} {t.name}: {r.delivered}/{n}, first to last in "
                     f"{r.seconds:.2f} s = {r.per_s or 0:.0f} msg/s; flush to first message "
-                    f"{first}; queued and parked in {r.fill_seconds:.1f} s {r.note}"
+                    f"{first}; CPU {r.cpu_ms_per_message or 0:.2f} ms/msg; queued and parked in "
+                    f"{r.fill_seconds:.1f} s {r.note}"
                 )
                 ctx.add("outbound", f"delivered, {label}", "msg/s", True, t.name, r.per_s, r.note)
+                ctx.add(
+                    "outbound",
+                    "server CPU per message (flush to empty queue)",
+                    "ms",
+                    False,
+                    t.name,
+                    r.cpu_ms_per_message,
+                    "every process of the server: Postfix's master, qmgr, smtp, ...",
+                )
                 ctx.add(
                     "outbound",
                     "flush command started -> first message at the sink",

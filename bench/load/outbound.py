@@ -47,6 +47,8 @@ class QueueTarget(Protocol):
 
     def flush_queue(self) -> None: ...
 
+    def cpu_seconds(self) -> float: ...
+
 
 class Sink:
     """smtp-sink on 127.0.0.1:port: `park` answers MAIL with 4xx; `count` takes every message
@@ -101,6 +103,7 @@ class OutboundResult:
     seconds: float  # first message at the sink -> last (or the deadline)
     first_seconds: float | None  # flush command started -> first message at the sink
     fill_seconds: float  # smtp-source start -> every message queued and tried once
+    cpu_ms_per_message: float | None = None  # the server's whole process tree, flush to empty
     note: str = ""
 
 
@@ -149,6 +152,7 @@ def run_round(
     sink = Sink(port, workdir, "count")
     sink.start()
     try:
+        cpu0 = target.cpu_seconds()
         release = time.monotonic()
         target.flush_queue()
         deadline = time.monotonic() + deadline_s
@@ -164,16 +168,17 @@ def run_round(
         settle = time.monotonic() + 10
         while target.queue_state()[0] and time.monotonic() < settle:
             time.sleep(0.1)
+        cpu = (target.cpu_seconds() - cpu0) * 1000 / got if got else None
     finally:
         sink.stop()
     note = "" if got >= n else f"{got}/{n} at the sink by the {deadline_s:.0f} s deadline"
     if got > n:
         note = f"{got} messages at the sink for {n} queued"  # a duplicate is a bug: say so
     if first_at is None:
-        return OutboundResult(None, 0, 0.0, None, fill, note or "nothing reached the sink")
+        return OutboundResult(None, 0, 0.0, None, fill, None, note or "nothing reached the sink")
     seconds = end - first_at
     # Messages counted at the first look had arrived before it: they start the clock.
     per_s = (got - first_count) / seconds if seconds > 0 and got > first_count else None
     if per_s is None:
         note = note or f"all {got} arrived within one {POLL * 1000:.0f} ms look: no rate"
-    return OutboundResult(per_s, got, seconds, first_at - release, fill, note)
+    return OutboundResult(per_s, got, seconds, first_at - release, fill, cpu, note)
