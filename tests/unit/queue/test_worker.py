@@ -581,6 +581,22 @@ async def test_deliveries_waiting_for_their_commit_leave_their_slots(
     assert await store.list_queue() == []
 
 
+@pytest.mark.parametrize("extra", [0, 64 * 1024 - len(MSG), 64 * 1024 - len(MSG) + 1, 150_000])
+async def test_message_read_whole_around_the_first_read(
+    store: Store, config: Config, extra: int
+) -> None:
+    """The worker reads a message in a first bounded read and, if that was full, the rest:
+    sizes just under, at and over that bound arrive intact."""
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    raw = MSG + (b"x" * 76 + b"\r\n") * (extra // 78) + b"y" * (extra % 78)
+    with SMTPPeer("127.0.0.1", port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("u@routed.test")], raw)
+        await run_round(store, cfg, Clock())
+    assert len(peer.received) == 1
+    assert peer.received[0].content.endswith(raw if raw.endswith(b"\r\n") else raw + b"\r\n")
+
+
 async def test_dkim_signature_verifies(
     store: Store, config: Config, dns: LocalDNS, mx_port: int
 ) -> None:
