@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     _become_subreaper()
     log(f"fd limit {raise_nofile()}")
     if not args.no_install:
-        if {"dovecot", "postfix"} & set(targets) or "smtp" in workloads:
+        # smtp-source and smtp-sink come with the postfix package.
+        if {"dovecot", "postfix"} & set(targets) or {"smtp", "outbound"} & set(workloads):
             install.ensure_debian_packages(log)
         install.ensure_matplotlib(log)
     messages = corpus.load()

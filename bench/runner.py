@@ -22,14 +22,15 @@ from bench import corpus
 from bench.load import imap as imap_load
 from bench.load import large as large_load
 from bench.load import memory as memory_load
+from bench.load import outbound as outbound_load
 from bench.load import pop3 as pop3_load
 from bench.load import smtp as smtp_load
 from bench.load.seed import seed
 from bench.stats import Measurement
-from bench.targets.base import PASSWORD, USERS, Target, TargetError
+from bench.targets.base import PASSWORD, USERS, Target, TargetError, free_port
 from bench.targets.dovecot import Dovecot
-from bench.targets.postar import Postar
-from bench.targets.postfix import Postfix, SmtpSink
+from bench.targets.postar import Postar, outbound_config
+from bench.targets.postfix import Postfix, SmtpSink, outbound_main_cf
 from bench.workloads import Plan
 
 Log = Callable[[str], None]
@@ -545,10 +546,84 @@ def run_large(ctx: Context) -> None:
             ctx.finish(targets)
 
 
+def run_outbound(ctx: Context) -> None:
+    plan = ctx.plan
+    n, conns = plan.outbound_messages, plan.outbound_connections
+    msg = corpus.nearest(ctx.messages, 4 * 1024)
+    path = ctx.workdir / "outbound-4096.eml"
+    path.write_bytes(msg.data.replace(b"\r\n", b"\n"))  # smtp-source -F adds the CRs
+    ctx.details["outbound"] = {"corpus_file": msg.name, "bytes": len(msg.data), "messages": n}
+    # Each server routes the remote domain to its own port, where the parking sink and then
+    # the counting sink listen in turn.
+    routes = {"postar": free_port(), "postfix": free_port()}
+    domain = outbound_load.DOMAIN
+    targets = ctx.start(
+        "outbound",
+        {
+            "postar": lambda: Postar(
+                roles=("smtp",),
+                users=USERS[:1],
+                extra_config=outbound_config(domain, routes["postar"], conns),
+            ),
+            "postfix": lambda: Postfix(outbound_main_cf(domain, routes["postfix"], conns)),
+        },
+    )
+    label = f"queue to smtp-sink, {conns} connections, 4 KB"
+    try:
+        for rnd in range(plan.rounds):
+            if not ctx.more_rounds("outbound", rnd):
+                break
+            for t in ctx.ok(targets):
+                r = ctx.guard(
+                    "outbound",
+                    t,
+                    lambda t=t, rnd=rnd: outbound_load.run_round(
+                        t,  # type: ignore[arg-type]
+                        routes[t.name],
+                        n,
+                        path,
+                        plan.outbound_deadline if rnd == 0 else ctx.bounded(plan.outbound_deadline),
+                        ctx.workdir,
+                    ),
+                )
+                if r is None:
+                    continue
+                first = "-" if r.first_seconds is None else f"{r.first_seconds:.2f} s"
+                ctx.log(
+                    f"outbound round {rnd + 1} {t.name}: {r.delivered}/{n}, first to last in "
+                    f"{r.seconds:.2f} s = {r.per_s or 0:.0f} msg/s; flush to first message "
+                    f"{first}; CPU {r.cpu_ms_per_message or 0:.2f} ms/msg; queued and parked in "
+                    f"{r.fill_seconds:.1f} s {r.note}"
+                )
+                ctx.add("outbound", f"delivered, {label}", "msg/s", True, t.name, r.per_s, r.note)
+                ctx.add(
+                    "outbound",
+                    "server CPU per message (flush to empty queue)",
+                    "ms",
+                    False,
+                    t.name,
+                    r.cpu_ms_per_message,
+                    "every process of the server: Postfix's master, qmgr, smtp, ...",
+                )
+                ctx.add(
+                    "outbound",
+                    "flush command started -> first message at the sink",
+                    "s",
+                    False,
+                    t.name,
+                    r.first_seconds,
+                    "includes the command's own start: C (postqueue) or Python (postar)",
+                )
+                ctx.details["outbound"].setdefault(t.name, []).append(r.__dict__)
+    finally:
+        ctx.finish(targets)
+
+
 RUNNERS: dict[str, Callable[[Context], None]] = {
     "smtp": run_smtp,
     "imap": run_imap,
     "pop3": run_pop3,
     "memory": run_memory,
     "large": run_large,
+    "outbound": run_outbound,
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-WORKLOADS = ("smtp", "imap", "pop3", "memory", "large")
+WORKLOADS = ("smtp", "imap", "pop3", "memory", "large", "outbound")
 TARGETS = ("postar", "dovecot", "postfix")
 # Which reference each workload compares Postar with.
 REFERENCE = {
@@ -17,6 +17,7 @@ REFERENCE = {
     "pop3": "dovecot",
     "memory": "dovecot",
     "large": "dovecot",
+    "outbound": "postfix",
 }
 
 
@@ -47,9 +48,12 @@ class Plan:
     large_messages: int
     large_load_deadline: float  # seconds for the bulk load of one target
     large_deadline: float  # seconds per FETCH/SEARCH command
+    outbound_messages: int = 0  # queued per round, then released to smtp-sink
+    outbound_connections: int = 20  # per destination, both servers
+    outbound_deadline: float = 60.0  # seconds for the fill and again for the delivery
     # Wall-clock budget per workload, from when its first servers are up: rounds that would
     # begin after it are skipped (and said so), deadlines inside shrink to fit. With server
-    # starts (each bounded too) the sum keeps the run under 20 minutes (full) or 3 (quick).
+    # starts (each bounded too) the sum keeps the run under 23 minutes (full) or 4 (quick).
     budget: dict[str, float] = field(default_factory=dict)
 
 
@@ -73,7 +77,10 @@ FULL = Plan(
     large_messages=100_000,
     large_load_deadline=240.0,
     large_deadline=60.0,
-    budget={"smtp": 240, "imap": 180, "pop3": 90, "memory": 300, "large": 360},
+    outbound_messages=2000,
+    outbound_deadline=60.0,
+    # Sum: 1,070 s, so that with server starts and the corpus the run ends within 20 minutes.
+    budget={"smtp": 200, "imap": 170, "pop3": 60, "memory": 220, "large": 300, "outbound": 120},
 )
 
 QUICK = Plan(
@@ -96,7 +103,10 @@ QUICK = Plan(
     large_messages=10_000,
     large_load_deadline=40.0,
     large_deadline=20.0,
-    budget={"smtp": 25, "imap": 40, "pop3": 10, "memory": 35, "large": 15},
+    outbound_messages=400,
+    outbound_deadline=20.0,
+    # Sum: 137 s, for a quick run within 3 minutes.
+    budget={"smtp": 22, "imap": 35, "pop3": 10, "memory": 30, "large": 15, "outbound": 25},
 )
 
 

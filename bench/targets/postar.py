@@ -16,7 +16,27 @@ from bench.targets.base import DOMAIN, PASSWORD, USERS, Target, TargetError, fre
 REPO = Path(__file__).resolve().parents[2]
 
 
-def config_text(data_dir: Path, ports: dict[str, int], max_connections: int) -> str:
+def outbound_config(domain: str, port: int, connections: int) -> str:
+    """The outbound workload's settings: loopback clients may relay (smtp-source fills the
+    queue without AUTH, as Postfix's mynetworks allows), mail for `domain` goes to
+    127.0.0.1:port over at most `connections` connections (Postfix: transport_maps and
+    smtp_destination_concurrency_limit)."""
+    return f"""
+[smtp]
+trusted_networks = ["127.0.0.0/8"]
+
+[queue]
+max_connections = {connections}
+max_per_destination = {connections}
+
+[relay.routes]
+"{domain}" = "127.0.0.1:{port}"
+"""
+
+
+def config_text(
+    data_dir: Path, ports: dict[str, int], max_connections: int, extra: str = ""
+) -> str:
     listen = "\n".join(f'{role} = "127.0.0.1:{port}"' for role, port in ports.items())
     # The per-address limit (200 by default) would stop the memory workload, whose
     # thousands of connections all come from 127.0.0.1; Dovecot's is raised likewise.
@@ -32,7 +52,7 @@ data_dir = "{data_dir}"
 connections_total = {max_connections + 1000}
 connections_per_ip = {max_connections + 1000}
 commands_per_session = 1000000
-"""
+{extra}"""
 
 
 class Postar(Target):
@@ -42,8 +62,10 @@ class Postar(Target):
         max_connections: int = 2000,
         fallback_roles: tuple[tuple[str, ...], ...] = (),
         users: list[str] | None = None,
+        extra_config: str = "",
     ) -> None:
         super().__init__(name="postar")
+        self.extra_config = extra_config
         # Only the accounts a workload uses: each `user add` is a process start and an
         # argon2 hash, seconds that would otherwise come out of a --quick run.
         self.users = list(users or USERS)
@@ -83,12 +105,23 @@ class Postar(Target):
             shutil.rmtree(md, ignore_errors=True)
         return stored
 
+    # ---- outbound queue (the outbound workload), through the admin CLI ----------------------
+    def queue_state(self) -> tuple[int, int]:
+        """(messages queued, of which not yet tried): `postar queue list`."""
+        out = self._cli("queue", "list", timeout=60)
+        lines = [x for x in out.splitlines() if "  attempts=" in x]
+        return len(lines), sum(1 for x in lines if "  attempts=0  " in x)
+
+    def flush_queue(self) -> None:
+        """`postar queue flush`: every queued message tried now."""
+        self._cli("queue", "flush", timeout=60)
+
     def _env(self) -> dict[str, str]:
         src = str(REPO / "src")
         path = os.environ.get("PYTHONPATH")
         return dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{path}" if path else src)
 
-    def _cli(self, *args: str, stdin: str | None = None, timeout: float = 120) -> None:
+    def _cli(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
         cmd = [sys.executable, "-m", "postar", "--config", str(self.config), *args]
         res = subprocess.run(
             cmd, input=stdin, capture_output=True, text=True, timeout=timeout, env=self._env()
@@ -99,6 +132,7 @@ class Postar(Target):
                 f"postar {' '.join(args[:2])} failed (exit {res.returncode}): "
                 + (" | ".join(msg[-3:]) or "no output")
             )
+        return res.stdout
 
     def start(self) -> None:
         errors = []
@@ -117,7 +151,9 @@ class Postar(Target):
         self.root.mkdir(parents=True, exist_ok=True)
         self.ports = {role: free_port() for role in self.roles}
         self.config.write_text(
-            config_text(self.root / "postar-data", self.ports, self.max_connections)
+            config_text(
+                self.root / "postar-data", self.ports, self.max_connections, self.extra_config
+            )
         )
         self._cli("domain", "add", DOMAIN)
         for user in self.users:

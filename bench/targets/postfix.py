@@ -26,7 +26,19 @@ from bench.targets.base import (
 from tests.support.postfix_conf import main_cf, master_cf, vmailbox
 
 
-def bench_main_cf(root: Path) -> str:
+def outbound_main_cf(domain: str, port: int, connections: int) -> str:
+    """The outbound workload's settings: mail for `domain` to 127.0.0.1:port (the route Postar
+    gets too), `connections` at once from the first message (no slow start: both servers
+    get the same 20 connections from the start; Postar has no slow start either)."""
+    return f"""\
+transport_maps = inline:{{{domain}=smtp:[127.0.0.1]:{port}}}
+smtp_destination_concurrency_limit = {connections}
+default_destination_concurrency_limit = {connections}
+initial_destination_concurrency = {connections}
+"""
+
+
+def bench_main_cf(root: Path, extra: str = "") -> str:
     return main_cf(
         root,
         hostname=f"mx.{DOMAIN}",
@@ -43,14 +55,16 @@ smtpd_client_connection_rate_limit = 0
 anvil_rate_time_unit = 60s
 default_process_limit = 200
 virtual_mailbox_limit = 0
-""",
+"""
+        + extra,
     )
 
 
 class Postfix(Target):
-    def __init__(self) -> None:
+    def __init__(self, extra_main_cf: str = "") -> None:
         super().__init__(name="postfix")
         self.root = self.workdir / "postfix"
+        self.extra_main_cf = extra_main_cf
 
     def maildir_new(self, user: str) -> Path:
         local, domain = user.split("@")
@@ -61,6 +75,26 @@ class Postfix(Target):
             return sum(1 for _ in os.scandir(self.maildir_new(user)))
         except FileNotFoundError:
             return 0
+
+    # ---- outbound queue (the outbound workload) ------------------------------------------------
+    def queue_state(self) -> tuple[int, int]:
+        """(messages queued, of which not yet tried): queue files, deferred/ holding the tried."""
+        counts = {}
+        for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
+            counts[sub] = sum(len(f) for _, _, f in os.walk(self.root / "spool" / sub))
+        total = sum(counts.values())
+        return total, total - counts["deferred"] - counts["hold"]
+
+    def flush_queue(self) -> None:
+        """`postqueue -f`: every queued message tried now (qmgr is told through its fifo)."""
+        res = subprocess.run(
+            ["postqueue", "-c", str(self.root / "etc"), "-f"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if res.returncode != 0:
+            raise TargetError(f"postqueue -f failed: {res.stderr.strip()}")
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -79,7 +113,7 @@ class Postfix(Target):
         os.chmod(r, 0o755)
         os.chown(r / "mail", MAIL_UID, MAIL_GID)
         self.ports = {"smtp": free_port()}
-        (etc / "main.cf").write_text(bench_main_cf(r))
+        (etc / "main.cf").write_text(bench_main_cf(r, self.extra_main_cf))
         (etc / "master.cf").write_text(master_cf(self.ports["smtp"]))
         (etc / "vmailbox").write_text(vmailbox(USERS))
         # set-permissions creates the queue subdirectories with their owners and modes.

@@ -328,6 +328,10 @@ def queue() -> None:
 def _when(ts: float) -> str:
     import time
 
+    from postar.store.model import QUEUE_HELD
+
+    if ts == QUEUE_HELD:
+        return "held"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
@@ -400,6 +404,36 @@ def queue_flush(ctx: Context) -> None:
 
     count = _run_with_store(ctx, lambda s: s.reschedule_queue(time.time()))
     click.echo(f"{count} message(s) scheduled now")
+
+
+def _one_or_all(entry_id: int | None, every: bool) -> int | None:
+    if (entry_id is None) == (not every):
+        raise click.UsageError("give one queue entry ID or --all")
+    return entry_id
+
+
+@queue.command("hold")
+@click.argument("entry_id", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Every queued message.")
+@pass_ctx
+def queue_hold(ctx: Context, entry_id: int | None, every: bool) -> None:
+    """Keep a message (or all) in the queue, untried, until released (postsuper -h)."""
+    target = _one_or_all(entry_id, every)
+    count = _run_with_store(ctx, lambda s: s.hold_queue(target))
+    click.echo(f"{count} message(s) held")
+
+
+@queue.command("release")
+@click.argument("entry_id", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Every held message.")
+@pass_ctx
+def queue_release(ctx: Context, entry_id: int | None, every: bool) -> None:
+    """Let held messages go, tried now (postsuper -H, then postqueue -f)."""
+    import time
+
+    target = _one_or_all(entry_id, every)
+    count = _run_with_store(ctx, lambda s: s.release_queue(time.time(), target))
+    click.echo(f"{count} message(s) released")
 
 
 # ---- DNS records ------------------------------------------------------------------------------

@@ -37,12 +37,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         await s.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 4, open): about 1 run in 10 the live peer receives 13-14 "
-    "deliveries for 10 queued messages; cause not found yet (not the page-read race: "
-    "attempts re-read their entry). Remove this mark once fixed.",
-)
 async def test_live_destination_not_starved_by_dead_backlog(store: Store, tmp_path: Path) -> None:
     live_port = free_port()
     with RawPeer(b"") as dead, SMTPPeer("127.0.0.1", live_port) as live:
@@ -101,8 +95,9 @@ async def test_live_destination_not_starved_by_dead_backlog(store: Store, tmp_pa
             await worker.stop(grace=1)
     print(f"live messages arrived after {elapsed:.2f}s, dead backlog deferred after {settled:.2f}s")
     assert len(live.received) == LIVE, f"{len(live.received)} live messages in {elapsed:.1f}s"
-    # Bounded work in memory whatever the backlog: never more tasks than max_in_flight.
-    assert peak_tasks <= worker.max_in_flight
+    # Bounded work in memory whatever the backlog: never more tasks than max_tasks
+    # (max_in_flight delivering, as many again writing their results).
+    assert peak_tasks <= worker.max_tasks
     # The dead host got a few connections (its slots; again if the 10 s dead-host memory ran
     # out on a slow machine), never one per queued message.
     assert dead.connections <= 4 * config.queue.max_per_destination

@@ -136,6 +136,13 @@ def test_queue_cli(tmp_path: Path, dns: LocalDNS) -> None:
         assert "Subject: q" in shown and "attempts: 1" in shown
         assert "deleted" in sender.cli("queue", "delete", str(ids[1]))
         assert "1 message(s) queued" in sender.cli("queue", "list")
+        # Hold (postsuper -h): untried even by a flush, until released.
+        assert "1 message(s) held" in sender.cli("queue", "hold", "--all")
+        assert "next=held" in sender.cli("queue", "list")
+        assert "0 message(s) scheduled now" in sender.cli("queue", "flush")
+        assert "1 message(s) released" in sender.cli("queue", "release", str(ids[0]))
+        assert "next=held" not in sender.cli("queue", "list")
+        assert "give one queue entry ID or --all" in sender.cli("queue", "hold", check=False)
         with SMTPPeer("127.0.0.1", port) as peer:
             assert "1 message(s) scheduled now" in sender.cli("queue", "flush")
 

@@ -29,6 +29,12 @@ class SMTPConnectionError(Exception):
     """The connection failed or the peer broke the protocol; nothing more on this connection."""
 
 
+class SMTPUncertainError(SMTPConnectionError):
+    """The connection failed after the end of the message (the final dot) was sent: the peer
+    may have taken responsibility for it (RFC 1047, RFC 5321 6.1). Sending it again at once,
+    on another connection or to another host, would deliver it twice."""
+
+
 @dataclass(frozen=True)
 class SMTPReply:
     code: int
@@ -329,8 +335,16 @@ class SMTPClient:
     async def _finish_data(self, raw: bytes) -> SMTPReply:
         body = dot_stuff(raw) if raw else b""
         # RFC 5321 4.5.3.2.5: each data block within 3 minutes (command_timeout bounds it).
-        for start in range(0, len(body), DATA_CHUNK):
+        # The last block carries the final dot: one write (one send system call) fewer. A
+        # failure while it is written counts as after the dot (the peer may have it all).
+        last = (len(body) - 1) // DATA_CHUNK * DATA_CHUNK if body else 0
+        for start in range(0, last, DATA_CHUNK):
             await self._send(body[start : start + DATA_CHUNK])
-        await self._send(b".\r\n")
-        # RFC 5321 4.5.3.2.6: 10 minutes for the reply to the final dot.
-        return await self.read_reply(self.config.data_timeout)
+        try:
+            await self._send(body[last:] + b".\r\n")
+            # RFC 5321 4.5.3.2.6: 10 minutes for the reply to the final dot.
+            return await self.read_reply(self.config.data_timeout)
+        except SMTPConnectionError as exc:
+            if not raw:
+                raise  # an empty content ends a transaction with no accepted recipient
+            raise SMTPUncertainError(f"{exc} (after the end of the message)") from exc

@@ -90,18 +90,29 @@ class ClientTransport(asyncio.Protocol):
     def tls_active(self) -> bool:
         return self.tls_version is not None
 
+    def _take_line(self) -> bytes | None:
+        end = self._buffer.find(b"\n", 0, self.max_line + 1)
+        if end < 0:
+            return None
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        if self._read_paused and len(self._buffer) <= self.max_line:
+            self._read_paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+        return line
+
     async def readline(self, timeout: float) -> bytes:
         """One line including its LF; raises TimeoutError, PeerProtocolError, ConnectionError."""
+        # A line already buffered (the rest of a multi-line reply, pipelined replies that came
+        # in one segment) needs no timer: most reply lines of a transaction are read this way.
+        line = self._take_line()
+        if line is not None:
+            return line
         async with asyncio.timeout(timeout):
             while True:
-                end = self._buffer.find(b"\n", 0, self.max_line + 1)
-                if end >= 0:
-                    line = bytes(self._buffer[: end + 1])
-                    del self._buffer[: end + 1]
-                    if self._read_paused and len(self._buffer) <= self.max_line:
-                        self._read_paused = False
-                        if self._transport is not None:
-                            self._transport.resume_reading()
+                line = self._take_line()
+                if line is not None:
                     return line
                 if len(self._buffer) > self.max_line:
                     raise PeerProtocolError(f"reply line longer than {self.max_line} bytes")

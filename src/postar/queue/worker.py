@@ -5,8 +5,15 @@ Theory of operation:
   result (delivered, or failed and reported). A crash between a remote 250 and our update
   means one duplicate delivery at the next start, never a loss (RFC 5321 6.1 prefers a
   duplicate to a loss).
-- One task per entry in flight, at most `max_in_flight` at once; the store hands out bounded
-  pages (due_queue_entries), so a backlog of any size costs constant memory.
+- One task per entry in flight, at most `max_in_flight` delivering at once; tasks that have
+  their answers and wait for their result's commit (`_recording`) no longer count, since a
+  commit's fsync can take longer than a delivery over a reused connection and they left
+  connections idle; they have their own bound (RECORDING_MAX tasks, RECORDING_BYTES of
+  messages held for DSNs), and many of them waiting make one group commit. The store hands
+  out bounded pages (due_queue_entries), so a backlog of any size costs constant memory.
+- A page is a snapshot: an entry whose attempt ended while the scan was under way (after its
+  page may have been read) is left to the next scan, which reads its committed state; starting
+  it from the page would repeat a finished delivery.
 - Fair per destination (issue 4: a dead host's backlog must not starve others): each poll
   pages through the due entries (earliest first, at most SCAN_LIMIT of them) and starts an
   entry only while its destination has fewer than 2 x max_per_destination tasks in flight,
@@ -55,6 +62,7 @@ from postar.queue.client import (
     SMTPClient,
     SMTPConnectionError,
     SMTPReply,
+    SMTPUncertainError,
     TransactionResult,
     unverified_tls_context,
 )
@@ -67,12 +75,22 @@ from postar.store.model import DeliveryTarget, QueuedRecipient, QueueEntry
 
 log = logging.getLogger("postar.queue")
 
-POLL_SECONDS = 1.0  # how often the store is asked for due entries (enqueue does not wake us)
+# How often the store is asked for due entries when nothing wakes the worker: queue changes
+# do (store.watch_queue: an enqueue here, `postar queue flush` from another process), so this
+# poll is for retries coming due (and a fallback).
+POLL_SECONDS = 1.0
 REUSE_IDLE = 5.0  # seconds an idle connection waits in the pool for the next message
 DEAD_HOP_SECONDS = 10.0  # a hop nobody could reach is not tried again for this long
-SCAN_PAGE = 500  # due entries per store read
+SCAN_PAGE = 500  # due entries per store read, at most
+SCAN_FIRST_PAGE = 8  # the smallest first read of a scan (pages then double up to SCAN_PAGE)
 SCAN_LIMIT = 20_000  # due entries looked at per poll; the rest wait for the next poll
 DEAD_DEFER_BATCH = 2_000  # entries of dead destinations deferred per poll
+FIRST_READ = 64 * 1024  # bytes of a message read at once; larger ones take a second read
+# Delivered entries waiting for their result's commit, at most: about one group commit's worth
+# (the store writer's MAX_BATCH), since the commit's fsync, not the delivery, is then the
+# slow part. A crash in that window repeats those deliveries once each (RFC 5321 6.1).
+RECORDING_MAX = 500
+RECORDING_BYTES = 64 * 1024 * 1024  # and the message bytes they hold (for a DSN), at most
 
 
 @dataclass(frozen=True)
@@ -163,18 +181,33 @@ class OutboundWorker:
             mta_sts = PolicyCache(self.resolver, fetcher, clock)
         self.mta_sts = mta_sts
         self.max_in_flight = max(1, self.qc.max_connections * 2)
+        self.max_tasks = self.max_in_flight + RECORDING_MAX  # delivering + recording
         self._global = asyncio.Semaphore(max(1, self.qc.max_connections))
         self._hops: dict[str, _HopState] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._task_keys: dict[int, frozenset[str]] = {}  # entry id -> its destinations' keys
         self._task_rcpt_domains: dict[int, frozenset[str]] = {}  # entry id -> rcpt domains
+        self._recording: dict[int, int] = {}  # entries past delivery -> bytes they hold
+        self._recording_bytes = 0
+        # Per scan in progress, the entries whose task ended since the scan began (_forget
+        # adds to each): the scan's pages may predate that task's commit, so their copy of
+        # such an entry is stale (a delivered entry would be delivered again).
+        self._scans: list[set[int]] = []
+        # The last scan may have left due entries behind (no room, destinations at their cap):
+        # a task that ends then wakes the worker, so its slot is refilled at once rather than
+        # at the next poll (which capped delivery at max_in_flight messages a second).
+        self._more_due = False
         self._routes = {k.lower().rstrip("."): v for k, v in config.relay.routes.items()}
         self._wake = asyncio.Event()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
+        self._unwatch: Callable[[], None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        # Mail accepted for remote recipients wakes the worker at once (Postfix: cleanup
+        # notifies qmgr), instead of waiting up to POLL_SECONDS.
+        self._unwatch = self.store.watch_queue(self.wake)
         self._main = asyncio.create_task(self._run(), name="postar-outbound")
 
     def wake(self) -> None:
@@ -184,6 +217,9 @@ class OutboundWorker:
         """Stop taking entries, give deliveries in flight `grace` seconds, cancel the rest
         (they stay queued and are retried at the next start)."""
         self._stopping = True
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         self._wake.set()
         if self._main is not None:
             self._main.cancel()
@@ -202,13 +238,15 @@ class OutboundWorker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before the scan, not after: a wake-up during the scan (an enqueue it may
+            # have missed, more dead backlog to defer) is kept and starts the next scan at once.
+            self._wake.clear()
             try:
                 await self.run_due()
             except Exception:
                 # A store hiccup must not end outbound delivery; log and poll again.
                 log.exception("queue poll failed")
             self._reap_idle()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wake.wait()
@@ -216,12 +254,21 @@ class OutboundWorker:
     async def run_due(self) -> int:
         """Start tasks for due entries not already in flight, fairly across destinations;
         defer entries of dead destinations. Returns how many tasks were started."""
-        room = self.max_in_flight - len(self._tasks)
+        delivering = len(self._tasks) - len(self._recording)
+        room = min(self.max_in_flight - delivering, self.max_tasks - len(self._tasks))
+        if self._recording_bytes >= RECORDING_BYTES:
+            room = 0  # results are not being committed as fast as mail goes out: wait
         if room <= 0:
+            self._more_due = True
             return 0
         now = self.clock()
         cap = max(1, 2 * self.qc.max_per_destination)
-        busy: Counter[str] = Counter(k for keys in self._task_keys.values() for k in keys)
+        busy: Counter[str] = Counter(
+            k
+            for entry_id, keys in self._task_keys.items()
+            if entry_id not in self._recording
+            for k in keys
+        )
         # Domains of in-flight mail whose destination is at its cap; dead destinations are not
         # skipped: their entries must be seen to be deferred.
         skip = {
@@ -230,17 +277,46 @@ class OutboundWorker:
             if busy[self.hop_for("@" + d).key] >= cap
             and not self._all_dead(frozenset([self.hop_for("@" + d).key]), now)
         }
+        # Registered before the first page is read: an entry whose attempt ends after this
+        # point may be in a page read from a snapshot taken before that attempt's result was
+        # committed (the read runs in a store thread while tasks keep finishing).
+        ended: set[int] = set()
+        self._scans.append(ended)
+        try:
+            return await self._scan(now, room, cap, busy, skip, ended)
+        finally:
+            # By identity: two scans' sets may be equal (both empty), list.remove would take
+            # the other scan's set away.
+            self._scans = [e for e in self._scans if e is not ended]
+
+    async def _scan(
+        self,
+        now: float,
+        room: int,
+        cap: int,
+        busy: Counter[str],
+        skip: set[str],
+        ended: set[int],
+    ) -> int:
         dead: list[QueueEntry] = []
         started = scanned = 0
+        left_behind = bool(skip)  # the store leaves out the due mail of capped destinations
         after: tuple[float, int] | None = None
+        # Entries in flight are left out by the store (they are due, and first in the order):
+        # refilling one slot reads a few rows, not the in-flight ones again each time.
+        in_flight = frozenset(self._tasks)
+        limit = min(SCAN_PAGE, max(SCAN_FIRST_PAGE, room))
         while started < room and scanned < SCAN_LIMIT:
             page = await self.store.due_queue_entries(
-                now, SCAN_PAGE, after=after, skip_domains=skip
+                now, limit, after=after, skip_domains=skip, skip_ids=in_flight
             )
             for entry in page:
                 if started >= room:
+                    left_behind = True
                     break
-                if entry.id in self._tasks:
+                if entry.id in self._tasks or entry.id in ended:
+                    # In flight, or its attempt ended after this page's snapshot may have
+                    # been taken: the next scan reads it afresh.
                     continue
                 keys = frozenset(self.hop_for(r.address).key for r in entry.recipients)
                 if self._all_dead(keys, now) and self._may_defer_quietly(entry, now):
@@ -248,6 +324,7 @@ class OutboundWorker:
                         dead.append(entry)
                     continue
                 if keys and all(busy[k] >= cap for k in keys):
+                    left_behind = True
                     continue  # its destination has enough in flight: room for the others
                 task = asyncio.create_task(self._attempt_guarded(entry))
                 self._tasks[entry.id] = task
@@ -259,9 +336,13 @@ class OutboundWorker:
                 busy.update(keys)
                 started += 1
             scanned += len(page)
-            if len(page) < SCAN_PAGE:
+            if len(page) < limit:
                 break
             after = (page[-1].next_attempt, page[-1].id)
+            limit = min(SCAN_PAGE, limit * 2)
+        else:
+            left_behind = True  # stopped for room or SCAN_LIMIT with pages still full
+        self._more_due = left_behind
         if dead:
             await self._defer_dead(dead, now)
             if len(dead) >= DEAD_DEFER_BATCH:
@@ -302,7 +383,12 @@ class OutboundWorker:
         log.info("queue deferred for dead destinations", extra={"count": len(entries)})
 
     def _forget(self, entry_id: int, _task: asyncio.Task[None]) -> None:
+        for ended in self._scans:
+            ended.add(entry_id)
+        if self._more_due:
+            self._wake.set()
         self._tasks.pop(entry_id, None)
+        self._recording_bytes -= self._recording.pop(entry_id, 0)
         self._task_keys.pop(entry_id, None)
         self._task_rcpt_domains.pop(entry_id, None)
 
@@ -339,7 +425,12 @@ class OutboundWorker:
 
     # ---- one entry ----------------------------------------------------------------------------
     async def attempt(self, entry: QueueEntry) -> None:
-        raw = await self.store.read_blob(entry.blob_id)
+        # Most mail is small: a read bounded to FIRST_READ is served on the loop's thread (the
+        # store's inline path, a pread from the page cache), sparing a hop to its thread pool
+        # per message; only a larger message needs the second read for the rest.
+        raw = await self.store.read_blob(entry.blob_id, 0, FIRST_READ)
+        if len(raw) == FIRST_READ:
+            raw += await self.store.read_blob(entry.blob_id, FIRST_READ)
         outcomes: dict[str, Outcome] = {}
         if _count_received(raw) > self.config.smtp.max_received_headers:
             # RFC 5321 6.3: a message that has passed too many hops is looping.
@@ -356,6 +447,13 @@ class OutboundWorker:
             )
             for result in results:
                 outcomes.update(result)
+        # Delivery is over: its slot may go to the next entry while the result is committed.
+        # The entry stays in _tasks until then, so it cannot be started again meanwhile.
+        if entry.id in self._tasks:
+            self._recording[entry.id] = len(raw)
+            self._recording_bytes += len(raw)
+            if self._more_due:
+                self._wake.set()
         await self._record(entry, raw, outcomes)
 
     def hop_for(self, address: str) -> Hop:
@@ -457,6 +555,13 @@ class OutboundWorker:
                         "mta-sts refused host", extra={"host": name, "error": exc.outcome.text}
                     )
                     continue
+                except SMTPUncertainError as exc:
+                    # The host may have the message: no next host and no fresh connection
+                    # now (that would deliver it twice); retry later, like any deferral, which
+                    # risks one duplicate instead of a loss (RFC 5321 6.1). The host answered
+                    # until then, so it is not marked dead.
+                    log.info("queue host failed", extra={"host": name, "error": str(exc)})
+                    return {r.address: Outcome("deferred", "4.4.2", str(exc), name) for r in rcpts}
                 except SMTPConnectionError as exc:
                     errors.append(str(exc))
                     log.info("queue host failed", extra={"host": name, "error": str(exc)})
@@ -537,7 +642,8 @@ class OutboundWorker:
         message: bytes,
         sts: str | None = None,
     ) -> tuple[TransactionResult, SMTPClient, bool]:
-        # A pooled connection first; if it died while idle, a fresh one.
+        # A pooled connection first; if it died while idle, a fresh one. Only if it died
+        # before the end of the message: after the final dot the peer may have it.
         while state.idle:
             pooled = state.idle.pop()
             if sts == "enforce" and not pooled.verified:
@@ -546,6 +652,9 @@ class OutboundWorker:
                 continue
             try:
                 return await pooled.client.send(env, message), pooled.client, pooled.verified
+            except SMTPUncertainError:
+                pooled.client.abort()
+                raise
             except SMTPConnectionError:
                 pooled.client.abort()
         client, verified = await self._open(hop, name, address, sts)

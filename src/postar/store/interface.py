@@ -16,7 +16,7 @@ Invariants every backend keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from postar.mime.structure import ParsedMessage
@@ -293,6 +293,15 @@ class Store(abc.ABC):
         """Durable on return, like deliver()."""
 
     @abc.abstractmethod
+    def watch_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on the event loop after every commit in this process that adds
+        queue entries or makes them due sooner (enqueue, reschedule_queue), so the outbound
+        worker starts at once instead of at its next poll (Postfix's qmgr is told by
+        cleanup), and within a fraction of a second of a commit by another process (`postar
+        queue flush|retry|release` beside a running server), at worst with a spurious call.
+        Returns the function that stops the calls."""
+
+    @abc.abstractmethod
     async def list_queue(self) -> list[QueueEntry]: ...
 
     @abc.abstractmethod
@@ -302,6 +311,7 @@ class Store(abc.ABC):
         limit: int,
         after: tuple[float, int] | None = None,
         skip_domains: Collection[str] = (),
+        skip_ids: Collection[int] = (),
     ) -> list[QueueEntry]:
         """At most `limit` entries whose next_attempt is at or before `now`, earliest first
         (the outbound worker's batch; bounded so a huge queue never sits in memory).
@@ -309,7 +319,8 @@ class Store(abc.ABC):
         so the worker can look past a backlog for one destination without loading it all.
         `skip_domains` (lower case): leave out entries whose first and last recipients are in
         these domains (destinations with enough deliveries in flight), filtered in the store
-        so a backlog of them costs the worker nothing."""
+        so a backlog of them costs the worker nothing. `skip_ids`: leave out these entries
+        (the worker's deliveries in flight)."""
 
     @abc.abstractmethod
     async def next_queue_attempt(self) -> float | None:
@@ -333,8 +344,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def reschedule_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
-        """Set next_attempt of one entry (or all) to `next_attempt` (`postar queue retry|flush`);
-        returns how many entries changed."""
+        """Set next_attempt of one entry (or all but the held ones) to `next_attempt` (`postar
+        queue retry|flush`); returns how many entries changed. Retrying one held entry
+        releases it."""
+
+    @abc.abstractmethod
+    async def hold_queue(self, entry_id: int | None = None) -> int:
+        """Put one entry (or all) on hold: never tried until released (`postar queue hold`,
+        postsuper -h); next_attempt becomes QUEUE_HELD. An attempt under way finishes, and
+        its result keeps the hold. Returns how many entries changed."""
+
+    @abc.abstractmethod
+    async def release_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
+        """Held entries (one or all) become due at `next_attempt` (postsuper -H, then
+        postqueue -f); returns how many changed. NotFound for an unknown `entry_id`."""
 
     @abc.abstractmethod
     async def remove_queue_entry(self, entry_id: int) -> None: ...

@@ -145,6 +145,14 @@ class QueueEntry:
     auth_user: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def held(self) -> bool:
+        return self.next_attempt == QUEUE_HELD
+
+
+# next_attempt of an entry on hold (`postar queue hold`, like postsuper -h): never due, so the
+# worker's due query, index and ordering need nothing else; release makes it due again.
+QUEUE_HELD = float("inf")
 
 RESYNC_ALL = 0  # MailboxChange.mailbox_id of a coalesced "everything may have changed" event
 

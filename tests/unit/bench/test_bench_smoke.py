@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:  # bench/ lives at the repository root, beside src
     sys.path.insert(0, str(REPO))
 
 from bench import report, stats, workloads  # noqa: E402
+from bench.load import outbound  # noqa: E402
 from bench.targets import dovecot, postar, postfix  # noqa: E402
 
 
@@ -95,6 +96,11 @@ def test_plans_are_bounded_and_quick_is_smaller() -> None:
             (1, 102400),
             (20, 102400),
         }
+    # Issue 5's bounds: the full run within 20 minutes, --quick within 3, with room left for
+    # installs, the corpus and server starts beside the workloads' own budgets.
+    assert set(full.budget) == set(quick.budget) == set(workloads.WORKLOADS)
+    assert sum(full.budget.values()) <= 18 * 60
+    assert sum(quick.budget.values()) <= 150
     assert workloads.parse_list("pop3, smtp", workloads.WORKLOADS, "w") == ("smtp", "pop3")
     with pytest.raises(ValueError, match="unknown"):
         workloads.parse_list("smtp,nntp", workloads.WORKLOADS, "w")
@@ -129,3 +135,27 @@ def test_corpus_files_become_wire_messages() -> None:
         corpus.to_wire(b"Subject: y\n\nno final newline")
         == b"Subject: y\r\n\r\nno final newline\r\n"
     )
+
+
+def test_outbound_plan_configs_and_sink_counter(tmp_path: Path) -> None:
+    full, quick = workloads.FULL, workloads.QUICK
+    assert workloads.REFERENCE["outbound"] == "postfix"
+    assert quick.outbound_messages < full.outbound_messages
+    assert full.outbound_connections == quick.outbound_connections == 20
+    # Both servers route the remote domain to the sink's port with 20 connections.
+    cf = postfix.outbound_main_cf(outbound.DOMAIN, 2600, 20)
+    assert "transport_maps = inline:{sink.test=smtp:[127.0.0.1]:2600}" in cf
+    assert "initial_destination_concurrency = 20" in cf
+    text = postar.config_text(
+        tmp_path / "data", {"smtp": 2525}, 100, postar.outbound_config(outbound.DOMAIN, 2600, 20)
+    )
+    config = pytest.importorskip("postar.config")
+    parsed = config.config_from_dict(tomllib.loads(text), base_dir=tmp_path)
+    assert parsed.relay.routes == {"sink.test": "127.0.0.1:2600"}
+    assert parsed.queue.max_per_destination == 20 and parsed.queue.max_connections == 20
+    assert "127.0.0.0/8" in parsed.smtp.trusted_networks
+    # smtp-sink -c rewrites one counter line with CR: the last "mesg=" is the count.
+    sink = outbound.Sink(2600, tmp_path, "count")
+    assert sink.count() == 0
+    sink.out.write_bytes(b"".join(b"sess=1 quit=0 mesg=%d\r" % i for i in range(1, 1001)))
+    assert sink.count() == 1000

@@ -115,3 +115,38 @@ async def test_too_many_reply_lines(serve: Callable[[Script], Awaitable[int]]) -
     port = await serve(script)
     with pytest.raises(SMTPConnectionError, match="longer than 100 lines"):
         await SMTPClient.connect("127.0.0.1", port, CONFIG, "peer")
+
+
+@pytest.mark.parametrize("size", [1, 64 * 1024 - 2, 64 * 1024, 64 * 1024 + 1, 150_000])
+async def test_message_body_sent_whole_across_data_blocks(
+    serve: Callable[[Script], Awaitable[int]], size: int
+) -> None:
+    """The body goes in 64 KiB blocks, the last one with the final dot: every byte once, in
+    order, whatever the size relative to a block."""
+    raw = (b".line\r\n" + bytes(range(33, 127)) + b"\r\n") * (size // 103 + 1)
+    raw = raw[:size]
+    received: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 peer ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-peer\r\n250 PIPELINING\r\n")
+        await read_until(reader, b"DATA\r\n")
+        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        data = b""
+        while not data.endswith(b"\r\n.\r\n"):  # past the reader's 64 KiB readuntil limit
+            chunk = await reader.read(65536)
+            assert chunk, "connection closed before the final dot"
+            data += chunk
+        received.append(data)
+        writer.write(b"250 2.0.0 queued\r\n")
+        await writer.drain()
+        await reader.read()
+
+    port = await serve(script)
+    client = await SMTPClient.connect("127.0.0.1", port, CONFIG, "peer")
+    await client.ehlo("me.test")
+    result = await client.send(Envelope("a@x.test", ["b@y.test"]), raw)
+    client.abort()
+    assert result.data is not None and result.data.code == 250
+    assert received == [dot_stuff(raw) + b".\r\n"]

@@ -7,6 +7,7 @@ what is left in the queue and what landed in the sender's INBOX.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,10 +19,11 @@ import dkim
 import pytest
 
 from postar.config import Config, DNSConfig, QueueConfig, RelayConfig, StoreConfig
+from postar.queue import worker as worker_module
 from postar.queue.dkim import create_keys
 from postar.queue.worker import OutboundWorker
 from postar.store.interface import Store, open_store_backend
-from postar.store.model import QueuedRecipient
+from postar.store.model import QueuedRecipient, QueueEntry
 from tests.support.dnsserver import LocalDNS
 from tests.support.server import free_port
 from tests.support.smtppeer import RawPeer, SMTPPeer
@@ -343,6 +345,256 @@ async def test_routes_and_connection_reuse(store: Store, config: Config) -> None
     assert len(peer.received) == 5
     # 5 messages over at most max_per_destination connections, reused while idle
     assert sum(pooled) == 5 and len(pooled) <= cfg.queue.max_per_destination
+
+
+async def test_attempt_ending_during_a_scan_does_not_start_the_entry_again(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan reads its page in a store thread, from a snapshot; an attempt that delivers and
+    removes its entry after that snapshot, before the scan looks at the page, left the stale
+    copy looking startable: delivered twice (issue 4, the backlog test's 13-14 for 10). The
+    store now leaves entries in flight out of the page; the outcome is what is tested."""
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    with SMTPPeer("127.0.0.1", port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("u@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg, clock=Clock())
+        real_attempt = worker.attempt
+        may_deliver = asyncio.Event()
+
+        async def held_attempt(entry: QueueEntry) -> None:
+            await may_deliver.wait()
+            await real_attempt(entry)
+
+        monkeypatch.setattr(worker, "attempt", held_attempt)
+        assert await worker.run_due() == 1  # the first attempt, held before delivering
+
+        real_read = store.due_queue_entries
+        page_read, go_on = asyncio.Event(), asyncio.Event()
+        pages: list[list[QueueEntry]] = []
+
+        async def paused_read(*args: Any, **kwargs: Any) -> list[QueueEntry]:
+            page = await real_read(*args, **kwargs)
+            pages.append(page)
+            page_read.set()
+            await go_on.wait()
+            return page
+
+        monkeypatch.setattr(store, "due_queue_entries", paused_read)
+        scan = asyncio.create_task(worker.run_due())
+        await page_read.wait()  # the snapshot holds the entry, not yet delivered
+        may_deliver.set()
+        await worker.drain()  # delivered, removed from the queue, forgotten by the worker
+        assert len(peer.received) == 1 and await store.list_queue() == []
+        go_on.set()
+        started = await scan
+        await worker.drain()
+        await worker.stop(grace=1)
+    assert len(pages) == 1 and started == 0
+    assert len(peer.received) == 1
+
+
+async def test_overlapping_scans_do_not_start_an_entry_the_other_one_finished(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scan B reads a page holding an entry nobody has started; scan A (another run_due)
+    starts it, and its delivery ends, before B looks at that page: B's copy is stale and must
+    not be started (entries ended during a scan are remembered for it)."""
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    with SMTPPeer("127.0.0.1", port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("u@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg, clock=Clock())
+        real_read = store.due_queue_entries
+        page_read, go_on = asyncio.Event(), asyncio.Event()
+        pages: list[list[QueueEntry]] = []
+
+        async def read(*args: Any, **kwargs: Any) -> list[QueueEntry]:
+            page = await real_read(*args, **kwargs)
+            if not pages:  # scan B: its first page waits
+                pages.append(page)
+                page_read.set()
+                await go_on.wait()
+            return page
+
+        monkeypatch.setattr(store, "due_queue_entries", read)
+        scan_b = asyncio.create_task(worker.run_due())
+        await page_read.wait()
+        assert [e.recipients[0].address for e in pages[0]] == ["u@routed.test"]
+        assert await worker.run_due() == 1  # scan A starts it
+        await worker.drain()  # delivered and removed
+        assert len(peer.received) == 1
+        go_on.set()
+        started = await scan_b
+        await worker.drain()
+        await worker.stop(grace=1)
+    assert started == 0
+    assert len(peer.received) == 1
+
+
+async def test_no_reply_to_the_final_dot_on_a_pooled_connection_is_not_resent(
+    store: Store, config: Config
+) -> None:
+    """A pooled connection that fails after the final dot was sent may have delivered the
+    message (RFC 1047): it is deferred, not sent again at once on a fresh connection."""
+    port = free_port()
+    cfg = replace(
+        config,
+        relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}),
+        queue=replace(config.queue, data_timeout=0.3),
+    )
+    with SMTPPeer("127.0.0.1", port) as peer:
+        worker = OutboundWorker(store, cfg, clock=Clock())
+        await store.enqueue("alice@example.org", [QueuedRecipient("a@routed.test")], MSG)
+        await worker.run_due()
+        await worker.drain()
+        assert len(peer.received) == 1 and sum(len(s.idle) for s in worker._hops.values()) == 1
+        # The peer records the next message, then answers the dot only after our timeout.
+        peer.handler.data_delay = 1.5
+        await store.enqueue("alice@example.org", [QueuedRecipient("b@routed.test")], MSG)
+        await worker.run_due()
+        await worker.drain()
+        await worker.stop(grace=1)
+    assert [m.recipients for m in peer.received] == [["a@routed.test"], ["b@routed.test"]]
+    (left,) = await store.list_queue()
+    assert left.attempts == 1 and "after the end of the message" in (left.last_error or "")
+
+
+async def test_enqueue_wakes_the_worker_before_its_poll(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mail accepted for a remote recipient starts its delivery at once (Postfix: cleanup
+    tells qmgr), not at the worker's next poll. The poll is pushed out to an hour, so only
+    the enqueue's wake-up can start the delivery."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600.0)
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    with SMTPPeer("127.0.0.1", port) as peer:
+        worker = OutboundWorker(store, cfg)
+        scans: list[int] = []
+        real_run_due = worker.run_due
+
+        async def counted_run_due() -> int:
+            started = await real_run_due()
+            scans.append(started)
+            return started
+
+        monkeypatch.setattr(worker, "run_due", counted_run_due)
+        delivered = asyncio.Event()
+        real_record = worker._record
+
+        async def record(*args: Any) -> None:
+            await real_record(*args)
+            delivered.set()
+
+        monkeypatch.setattr(worker, "_record", record)
+        worker.start()
+        try:
+            while not scans:  # the start-up scan: an empty queue, then the hour-long wait
+                await asyncio.sleep(0)
+            assert scans == [0]
+            # What smtp/server.py does at the end of DATA for a remote recipient.
+            await store.enqueue("alice@example.org", [QueuedRecipient("u@routed.test")], MSG)
+            await asyncio.wait_for(delivered.wait(), 30)  # a hang guard, not a speed limit
+        finally:
+            await worker.stop(grace=1)
+    assert scans[:2] == [0, 1]  # the scan after the enqueue started it
+    assert len(peer.received) == 1 and await store.list_queue() == []
+
+
+async def test_a_finished_delivery_frees_its_slot_for_the_backlog_at_once(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more due mail than slots, each delivery that ends starts the next one, not the
+    next poll (pushed out to an hour here): the poll had capped the rate at max_in_flight
+    messages a second."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600.0)
+    port = free_port()
+    cfg = replace(
+        config,
+        relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}),
+        queue=replace(config.queue, max_connections=1, max_per_destination=1),
+    )
+    with SMTPPeer("127.0.0.1", port) as peer:
+        for i in range(6):
+            await store.enqueue("alice@example.org", [QueuedRecipient(f"u{i}@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg)
+        assert worker.max_in_flight == 2
+        done = asyncio.Event()
+        real_record = worker._record
+
+        async def record(*args: Any) -> None:
+            await real_record(*args)
+            if not await store.list_queue():
+                done.set()
+
+        monkeypatch.setattr(worker, "_record", record)
+        worker.start()
+        try:
+            await asyncio.wait_for(done.wait(), 30)  # a hang guard, not a speed limit
+        finally:
+            await worker.stop(grace=1)
+    assert sorted(r for m in peer.received for r in m.recipients) == [
+        f"u{i}@routed.test" for i in range(6)
+    ]
+
+
+async def test_deliveries_waiting_for_their_commit_leave_their_slots(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivered entry whose removal is not committed yet (a slow fsync) stays in flight,
+    so it is never started again, but its delivery slot goes to the next entry."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600.0)
+    port = free_port()
+    cfg = replace(
+        config,
+        relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}),
+        queue=replace(config.queue, max_connections=1, max_per_destination=1),
+    )
+    commits_may_finish = asyncio.Event()
+    real_remove = store.remove_queue_entry
+
+    async def slow_remove(entry_id: int) -> None:
+        await commits_may_finish.wait()
+        await real_remove(entry_id)
+
+    monkeypatch.setattr(store, "remove_queue_entry", slow_remove)
+    with SMTPPeer("127.0.0.1", port) as peer:
+        for i in range(5):
+            await store.enqueue("alice@example.org", [QueuedRecipient(f"u{i}@routed.test")], MSG)
+        worker = OutboundWorker(store, cfg)
+        assert worker.max_in_flight == 2
+        worker.start()
+        try:
+            async with asyncio.timeout(30):  # a hang guard, not a speed limit
+                while len(peer.received) < 5:
+                    await asyncio.sleep(0.01)
+            assert len(worker._tasks) == 5  # all delivered, none committed: all still in flight
+            commits_may_finish.set()
+            await worker.drain()
+        finally:
+            commits_may_finish.set()
+            await worker.stop(grace=1)
+    assert sorted(r for m in peer.received for r in m.recipients) == [
+        f"u{i}@routed.test" for i in range(5)
+    ]
+    assert await store.list_queue() == []
+
+
+@pytest.mark.parametrize("extra", [0, 64 * 1024 - len(MSG), 64 * 1024 - len(MSG) + 1, 150_000])
+async def test_message_read_whole_around_the_first_read(
+    store: Store, config: Config, extra: int
+) -> None:
+    """The worker reads a message in a first bounded read and, if that was full, the rest:
+    sizes just under, at and over that bound arrive intact."""
+    port = free_port()
+    cfg = replace(config, relay=replace(config.relay, routes={"routed.test": f"127.0.0.1:{port}"}))
+    raw = MSG + (b"x" * 76 + b"\r\n") * (extra // 78) + b"y" * (extra % 78)
+    with SMTPPeer("127.0.0.1", port) as peer:
+        await store.enqueue("alice@example.org", [QueuedRecipient("u@routed.test")], raw)
+        await run_round(store, cfg, Clock())
+    assert len(peer.received) == 1
+    assert peer.received[0].content.endswith(raw if raw.endswith(b"\r\n") else raw + b"\r\n")
 
 
 async def test_dkim_signature_verifies(

@@ -25,6 +25,7 @@ def make_store(
     fsync: bool = False,
     group_commit_window: float = 0.002,
     default_quota: int = 0,
+    beside_owner: bool = False,
 ) -> Store:
     # fsync off by default: a process crash is survived without it, and the suite stays fast;
     # the durability tests turn it on.
@@ -34,6 +35,7 @@ def make_store(
             fsync=fsync,
             group_commit_window=group_commit_window,
             default_quota=default_quota,
+            beside_owner=beside_owner,
         )
     raise ValueError(backend)
 

@@ -23,6 +23,7 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -95,6 +96,8 @@ class SQLiteBase(Store):
         self._reader_count = readers
         self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
         self._feed = ChangeFeed()
+        self._queue_watchers: list[Callable[[], None]] = []  # watch_queue() callbacks
+        self._queue_poller: asyncio.Task[None] | None = None  # commits by other processes
         self._writer: Writer | None = None
         self._bodies: BodyWriter | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -177,6 +180,11 @@ class SQLiteBase(Store):
             self._lock_fd = None
 
     async def close(self) -> None:
+        if self._queue_poller is not None:
+            self._queue_poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._queue_poller
+            self._queue_poller = None
         if self._bodies is not None:
             # Bodies first: their callers then submit metadata jobs the writer still runs.
             await asyncio.to_thread(self._bodies.stop)

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from postar.store.interface import (
     NotFound,
     StoreError,
 )
 from postar.store.model import (
+    QUEUE_HELD,
     QueuedRecipient,
     QueueEntry,
 )
 from postar.store.sqlite import ops, rows
 from postar.store.sqlite.base import SQLiteBase
 from postar.store.sqlite.writer import Tx
+
+OTHER_PROCESS_CHECK = 0.1  # seconds between looks for queue changes made by another process
 
 
 class QueueOps(SQLiteBase):
@@ -67,7 +73,47 @@ class QueueOps(SQLiteBase):
                 auth_user=auth_user,
             )
 
-        return await self._write_with_body(body, job)
+        entry = await self._write_with_body(body, job)
+        self._queue_changed()
+        return entry
+
+    def watch_queue(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._queue_watchers.append(callback)
+        if self._queue_poller is None:
+            self._queue_poller = asyncio.get_running_loop().create_task(
+                self._watch_other_processes(), name="postar-store-queue-watch"
+            )
+        return functools.partial(self._unwatch_queue, callback)
+
+    def _unwatch_queue(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue_watchers.remove(callback)
+        if not self._queue_watchers and self._queue_poller is not None:
+            self._queue_poller.cancel()
+            self._queue_poller = None
+
+    async def _watch_other_processes(self) -> None:
+        # `postar queue flush|retry|release` commits from another process, which no callback
+        # of ours sees. SQLite's data_version changes on a connection whenever another
+        # connection commits: checking it is a few microseconds, so the watchers hear of
+        # such a change within OTHER_PROCESS_CHECK (Postfix's postqueue -f pokes qmgr's fifo).
+        # Our own writer's commits change it too: a spurious call costs a watcher one look.
+        conn = self._connect(readonly=True)
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while True:
+                await asyncio.sleep(OTHER_PROCESS_CHECK)
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self._queue_changed()
+        finally:
+            conn.close()
+
+    def _queue_changed(self) -> None:
+        # On the event loop, after the commit: a watcher reading the queue now sees the entry.
+        for callback in list(self._queue_watchers):
+            callback()
 
     async def list_queue(self) -> list[QueueEntry]:
         return await self._read(
@@ -85,6 +131,7 @@ class QueueOps(SQLiteBase):
         limit: int,
         after: tuple[float, int] | None = None,
         skip_domains: Collection[str] = (),
+        skip_ids: Collection[int] = (),
     ) -> list[QueueEntry]:
         # Served by the queue_next index (next_attempt, then the rowid id); LIMIT keeps a huge
         # backlog out of memory, and the row-value cursor pages through it without OFFSET.
@@ -103,6 +150,11 @@ class QueueOps(SQLiteBase):
             last = domain.format(a="json_extract(recipients, '$[#-1][0]')")
             where += f" AND NOT ({first} IN ({marks}) AND {last} IN ({marks}))"
             args += [*skip_domains, *skip_domains]
+        if skip_ids:
+            # Entries in flight: due, and first in the order, but not to be started again;
+            # leaving them out here spares building them into records for every look.
+            where += f" AND id NOT IN ({','.join('?' * len(skip_ids))})"
+            args += list(skip_ids)
         return await self._read(
             lambda conn: [
                 rows.queue_entry(r)
@@ -123,7 +175,11 @@ class QueueOps(SQLiteBase):
     async def reschedule_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
         def job(tx: Tx) -> int:
             if entry_id is None:
-                cur = tx.execute("UPDATE queue SET next_attempt = ?", (next_attempt,))
+                # A flush leaves held entries held (postqueue -f does not empty the hold queue).
+                cur = tx.execute(
+                    "UPDATE queue SET next_attempt = ? WHERE next_attempt != ?",
+                    (next_attempt, QUEUE_HELD),
+                )
             else:
                 cur = tx.execute(
                     "UPDATE queue SET next_attempt = ? WHERE id = ?", (next_attempt, entry_id)
@@ -132,7 +188,42 @@ class QueueOps(SQLiteBase):
                     raise NotFound(f"no queue entry {entry_id}")
             return int(cur.rowcount)
 
+        changed = await self._write(job)
+        self._queue_changed()
+        return changed
+
+    async def hold_queue(self, entry_id: int | None = None) -> int:
+        def job(tx: Tx) -> int:
+            if entry_id is None:
+                cur = tx.execute(
+                    "UPDATE queue SET next_attempt = ? WHERE next_attempt != ?",
+                    (QUEUE_HELD, QUEUE_HELD),
+                )
+                return int(cur.rowcount)
+            cur = tx.execute(
+                "UPDATE queue SET next_attempt = ? WHERE id = ?", (QUEUE_HELD, entry_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no queue entry {entry_id}")
+            return int(cur.rowcount)
+
         return await self._write(job)
+
+    async def release_queue(self, next_attempt: float, entry_id: int | None = None) -> int:
+        def job(tx: Tx) -> int:
+            where, args = "next_attempt = ?", [QUEUE_HELD]
+            if entry_id is not None:
+                if tx.one("SELECT 1 FROM queue WHERE id = ?", (entry_id,)) is None:
+                    raise NotFound(f"no queue entry {entry_id}")
+                where, args = where + " AND id = ?", [*args, entry_id]
+            cur = tx.execute(
+                f"UPDATE queue SET next_attempt = ? WHERE {where}", (next_attempt, *args)
+            )
+            return int(cur.rowcount)
+
+        changed = await self._write(job)
+        self._queue_changed()
+        return changed
 
     async def get_queue_entry(self, entry_id: int) -> QueueEntry | None:
         row = await self._read(
@@ -153,8 +244,13 @@ class QueueOps(SQLiteBase):
         extra: Mapping[str, str] | None = None,
     ) -> None:
         def job(tx: Tx) -> None:
-            values = [rows.recipients_json(recipients), next_attempt, attempts, last_error]
-            sets = "recipients = ?, next_attempt = ?, attempts = ?, last_error = ?"
+            # A hold placed while the entry was being tried outlives that attempt's result.
+            values = [rows.recipients_json(recipients), QUEUE_HELD, next_attempt, attempts]
+            values.append(last_error)
+            sets = (
+                "recipients = ?, next_attempt = CASE WHEN next_attempt = ? THEN next_attempt "
+                "ELSE ? END, attempts = ?, last_error = ?"
+            )
             if extra is not None:
                 sets += ", extra = ?"
                 values.append(json.dumps(dict(extra), sort_keys=True))
