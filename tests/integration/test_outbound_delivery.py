@@ -130,7 +130,9 @@ def test_queue_cli(tmp_path: Path, dns: LocalDNS) -> None:
             )
         )
         assert "2 message(s) queued" in listing and "last error:" in listing
-        ids = [int(line.split()[0]) for line in listing.splitlines() if "<" in line]
+        # The list is ordered by next try, which two failed attempts reach in either order;
+        # entry ids follow submission order (bob and carol's message first).
+        ids = sorted(int(line.split()[0]) for line in listing.splitlines() if "<" in line)
         shown = sender.cli("queue", "show", str(ids[0]))
         assert f"recipient: bob@{REMOTE}" in shown and f"recipient: carol@{REMOTE}" in shown
         assert "Subject: q" in shown and "attempts: 1" in shown
