@@ -193,6 +193,12 @@ class SMTPConnection:
     def closed(self) -> bool:
         return self._phase is Phase.CLOSED
 
+    @property
+    def auth_pending(self) -> bool:
+        """An AUTH exchange waits for the application's answer. False once the core has ended
+        the exchange itself ("*", bad base64, a bad line: AuthAborted, already answered)."""
+        return isinstance(self._pending, AuthStart | AuthResponse)
+
     # --- bytes in, bytes out --------------------------------------------------------------
 
     def greeting(self, reply: Reply | None = None) -> bytes:
@@ -336,7 +342,7 @@ class SMTPConnection:
         self._send(reply or replies.AUTH_SUCCESSFUL)
 
     def auth_failure(self, reply: Reply = replies.AUTH_FAILED) -> None:
-        if not isinstance(self._pending, AuthStart | AuthResponse):
+        if not self.auth_pending:
             raise UsageError("no AUTH exchange is pending")
         self.reject(reply)
 

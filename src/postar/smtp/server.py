@@ -330,9 +330,9 @@ class SMTPSession:
             "smtp auth failed",
             extra={"conn": self.conn.conn_id, "user": result.username, "reason": reason.value},
         )
-        if reason is FailureReason.CANCELLED and self.core.closed:
-            return
-        if not self.core.closed:
+        # A cancel ("*"), bad base64 or a bad line ends the exchange inside the core, which has
+        # already answered it (AuthAborted); only an exchange still pending gets our reply.
+        if self.core.auth_pending:
             self.core.auth_failure(_AUTH_FAILURE_REPLIES[reason])
 
     # ---- the transaction -----------------------------------------------------------------------
