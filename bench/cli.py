@@ -156,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         "details": ctx.details,
         "notes": ctx.notes,
     }
-    json_path, md_path = report.write(args.out, name, payload, md, latest=not only)
+    # LATEST.md (what the README quotes) is only ever a full run of every workload against
+    # every target: a quick or partial run must not replace it.
+    latest = not only and not args.quick and targets == TARGETS
+    json_path, md_path = report.write(args.out, name, payload, md, latest=latest)
     print()
     print(f"Machine: {machine_line}")
     print()
