@@ -73,8 +73,9 @@ class StartTLS(Decision):
 
 @dataclass(frozen=True, slots=True)
 class AuthStart(Decision):
-    """AUTH (RFC 4954 section 4). `initial_response` is base64-decoded; b"" for "=", None when
-    absent. Answer with auth_challenge(), auth_success() or auth_failure()."""
+    """AUTH (RFC 4954 section 4). `initial_response` in wire form as the client sent it (base64,
+    or "=" for an empty one), None when absent: the shared authenticator decodes it, as for
+    POP3 and IMAP. Answer with auth_challenge(), auth_success() or auth_failure()."""
 
     mechanism: str
     initial_response: bytes | None
@@ -82,7 +83,8 @@ class AuthStart(Decision):
 
 @dataclass(frozen=True, slots=True)
 class AuthResponse(Decision):
-    """A client's base64-decoded answer to a 334 challenge; answered like AuthStart."""
+    """A client's answer to a 334 challenge in wire form (base64, or "*" to cancel), its line
+    end stripped; answered like AuthStart."""
 
     data: bytes
 
@@ -156,8 +158,8 @@ class Reset(Notice):
 
 @dataclass(frozen=True, slots=True)
 class AuthAborted(Notice):
-    """The SASL exchange ended without success: client sent "*" (RFC 4954 section 4), bad
-    base64, or an over-long line; the core has answered. Drop the SASL state."""
+    """The SASL exchange ended inside the core: an over-long or malformed line, already
+    answered. Drop the SASL state."""
 
 
 # --- terminal -------------------------------------------------------------------------------

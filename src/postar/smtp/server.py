@@ -18,8 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ipaddress
 import logging
 import time
@@ -293,26 +291,20 @@ class SMTPSession:
         self.core.start_tls_done(auth_mechanisms=self._auth_mechanisms())
 
     async def authenticate(self, mechanism: str, initial: bytes | None) -> None:
-        # The core hands decoded bytes; the shared authenticator speaks the wire (base64) form.
-        wire_initial = None if initial is None else (base64.b64encode(initial) or b"=")
-
+        # The core hands over the wire form, which the shared authenticator speaks.
         async def send_challenge(b64: bytes) -> None:
-            try:
-                raw = base64.b64decode(b64, validate=True)
-            except binascii.Error:
-                raw = b""
-            self.core.auth_challenge(raw)
+            self.core.auth_challenge(b64)
             await self.flush()
 
         async def receive_response() -> bytes | None:
             event = await self.next_event()
             if isinstance(event, AuthResponse):
-                return base64.b64encode(event.data)
-            return None  # AuthAborted ("*", bad base64) or the connection ended
+                return event.data
+            return None  # AuthAborted (a bad line) or the connection ended
 
         result = await self.services.authenticator.authenticate(
             mechanism,
-            wire_initial,
+            initial,
             send_challenge,
             receive_response,
             tls_active=self.conn.tls_active,
@@ -330,8 +322,8 @@ class SMTPSession:
             "smtp auth failed",
             extra={"conn": self.conn.conn_id, "user": result.username, "reason": reason.value},
         )
-        # A cancel ("*"), bad base64 or a bad line ends the exchange inside the core, which has
-        # already answered it (AuthAborted); only an exchange still pending gets our reply.
+        # A bad line ends the exchange inside the core, which has already answered it
+        # (AuthAborted); only an exchange still pending gets our reply.
         if self.core.auth_pending:
             self.core.auth_failure(_AUTH_FAILURE_REPLIES[reason])
 

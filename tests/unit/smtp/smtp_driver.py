@@ -3,6 +3,7 @@ policy, and records events and the bytes the server wrote."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -22,20 +23,22 @@ from postar.smtp.settings import SMTPSettings
 
 Policy = Callable[[SMTPConnection, Decision], None]
 
-# SASL PLAIN of "user"/"secret": the fake credentials the default policy takes.
+# SASL PLAIN of "user"/"secret": the fake credentials the default policy takes, and their
+# wire form, which is what the core hands over (the authenticator decodes).
 PLAIN_OK = b"\0user\0secret"
+PLAIN_OK_WIRE = base64.b64encode(PLAIN_OK)
 
 
 def accept_all(conn: SMTPConnection, event: Decision) -> None:
     if isinstance(event, AuthStart):
         if event.initial_response is None:
             conn.auth_challenge(b"")
-        elif event.initial_response == PLAIN_OK:
+        elif event.initial_response == PLAIN_OK_WIRE:
             conn.auth_success()
         else:
             conn.auth_failure()
     elif isinstance(event, AuthResponse):
-        if event.data == PLAIN_OK:
+        if event.data == PLAIN_OK_WIRE:
             conn.auth_success()
         else:
             conn.auth_failure()
