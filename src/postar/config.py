@@ -128,6 +128,18 @@ class POP3Config:
 
 
 @dataclass(frozen=True)
+class IMAPConfig:
+    # RFC 7888 non-synchronising literals: "plus" offers LITERAL+ ({n+} of any size up to
+    # limits.literal_size); "minus" offers LITERAL- ({n+} of at most 4096 octets, larger ones
+    # refused with BAD [TOOBIG]), like Dovecot's imap_literal_minus. Never both (section 5).
+    literal: str = "plus"
+
+    def __post_init__(self) -> None:
+        if self.literal not in ("plus", "minus"):
+            raise ConfigError('imap.literal must be "plus" or "minus"')
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     backend: str = "sqlite"  # "sqlite" (embedded default); "postgres" comes later
     default_quota: int = 0  # bytes per account, 0 = unlimited
@@ -206,6 +218,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -229,6 +242,7 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "smtp": SMTPConfig,
     "pop3": POP3Config,
+    "imap": IMAPConfig,
     "store": StoreConfig,
     "proxy_protocol": ProxyProtocolConfig,
     "queue": QueueConfig,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from postar.imap.limits import ImapLimits
+from postar.imap.limits import ImapLimits, LiteralMode
 from postar.imap.parsed_cache import ParsedCache
 from postar.imap.session import ImapSession, ImapSettings
 from postar.net.connection import Connection
@@ -31,6 +31,9 @@ class IMAPServer:
                 max_command_size=max(base.max_command_size, limits.literal_size + 1024 * 1024),
             ),
             max_errors=limits.errors_per_session,
+            literal_mode=(
+                LiteralMode.MINUS if services.config.imap.literal == "minus" else LiteralMode.PLUS
+            ),
         )
         self.parsed_cache = ParsedCache()  # one for every session of this server
 
