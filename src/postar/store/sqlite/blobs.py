@@ -133,15 +133,12 @@ class BlobFiles:
         pending: dict[str, _Pending] = {}  # blob id -> its file being written in this group
         dirs: dict[str, list[_Pending]] = {}  # directories whose entries must be made durable
         # Paths as strings: pathlib's objects cost more than the file operations themselves.
-        root = self._root_str
         for index, (blob_id, data) in enumerate(items):
             if blob_id in pending:
                 pending[blob_id].indexes.append(index)  # same content twice in one group
                 continue
-            if not _is_blob_id(blob_id):  # ids are our own sha256 digests: a bug otherwise
-                raise ValueError(f"not a blob id: {blob_id!r}")
-            directory = f"{root}/{blob_id[:2]}/{blob_id[2:4]}"
-            path = f"{directory}/{blob_id}"
+            path = self._file(blob_id)
+            directory = directory_of(path)
             if os.path.exists(path):
                 continue  # stored before: an earlier group made it durable
             made: list[str] = []
@@ -229,12 +226,16 @@ class BlobFiles:
                     continue
                 made.append(level)
 
+    def _file(self, blob_id: str) -> str:
+        """path() as a string, the id checked: pathlib's joins cost more than the file
+        operations on the hot paths (every read, every freed body, every body written)."""
+        if not _is_blob_id(blob_id):  # ids are our own sha256 digests: a bug otherwise
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return f"{self._root_str}/{blob_id[:2]}/{blob_id[2:4]}/{blob_id}"
+
     # ---- reading ---------------------------------------------------------------------------
     def read(self, blob_id: str, start: int = 0, length: int | None = None) -> bytes:
-        if not _is_blob_id(blob_id):
-            raise ValueError(f"not a blob id: {blob_id!r}")
-        path = f"{self._root_str}/{blob_id[:2]}/{blob_id[2:4]}/{blob_id}"
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(self._file(blob_id), os.O_RDONLY)
         try:
             if length is None:
                 length = os.fstat(fd).st_size - start
@@ -267,13 +268,10 @@ class BlobFiles:
                 if self._holds:
                     self._deferred.add(blob_id)
                     continue
-                if not _is_blob_id(blob_id):
-                    raise ValueError(f"not a blob id: {blob_id!r}")
-                # A string path, as read() builds: this runs on the writer thread after each
-                # commit, once per freed message (an outbound queue entry removed after its
-                # delivery), and pathlib's joins cost more than the unlink's GIL-held part.
+                # A string path: this runs on the writer thread after each commit, once per
+                # freed message (an outbound queue entry removed after its delivery).
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self._root_str}/{blob_id[:2]}/{blob_id[2:4]}/{blob_id}")
+                    os.unlink(self._file(blob_id))
                     freed.append(blob_id)
         return freed
 

@@ -114,14 +114,18 @@ def alias(row: Sequence[Any]) -> Alias:
     return Alias(address=row[0], targets=tuple(json.loads(row[1])))
 
 
+# The mailbox's own columns, then (in each query) its counts: what rows.mailbox() reads.
+_MAILBOX_COLUMNS = """mb.id, mb.account_id, mb.name, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
+               mb.special_use, mb.noselect,
+               EXISTS (SELECT 1 FROM subscriptions s
+                       WHERE s.account_id = mb.account_id AND s.name = mb.name)"""
+
+
 def _mailbox_query(where: str) -> str:
     # Counts come from one grouped scan of the mailboxes' messages (primary key range per
     # mailbox), not one correlated subquery per column.
     return f"""
-        SELECT mb.id, mb.account_id, mb.name, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
-               mb.special_use, mb.noselect,
-               EXISTS (SELECT 1 FROM subscriptions s
-                       WHERE s.account_id = mb.account_id AND s.name = mb.name),
+        SELECT {_MAILBOX_COLUMNS},
                COALESCE(c.n, 0), COALESCE(c.unseen, 0), COALESCE(c.deleted, 0),
                COALESCE(c.size, 0), c.first_unseen
         FROM mailboxes mb
@@ -140,11 +144,7 @@ def _mailbox_query(where: str) -> str:
 def _mailbox_row_query(where: str) -> str:
     # The same columns without the counts (zero, first_unseen NULL): one row by its key.
     return f"""
-        SELECT mb.id, mb.account_id, mb.name, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
-               mb.special_use, mb.noselect,
-               EXISTS (SELECT 1 FROM subscriptions s
-                       WHERE s.account_id = mb.account_id AND s.name = mb.name),
-               0, 0, 0, 0, NULL
+        SELECT {_MAILBOX_COLUMNS}, 0, 0, 0, 0, NULL
         FROM mailboxes mb
         WHERE {where}
     """
