@@ -301,6 +301,10 @@ class Store(abc.ABC):
         queue flush|retry|release` beside a running server), at worst with a spurious call.
         Returns the function that stops the calls."""
 
+    def queue_changed_elsewhere(self) -> None:
+        """Another process of this server committed queue entries: call the watchers."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def list_queue(self) -> list[QueueEntry]: ...
 
@@ -368,15 +372,30 @@ class Store(abc.ABC):
         """Committed changes to the account's mailboxes, as they happen (IDLE, webmail).
         Each call is an independent subscription; it ends when the iterator is closed."""
 
+    def forward_commits(
+        self, on_changes: Callable[[list[MailboxChange]], None], on_queue: Callable[[], None]
+    ) -> None:
+        """Also hand this process's committed mailbox changes, and its queue commits, to these
+        callbacks (on the event loop, after the commit): an SMTP worker process passes them
+        to the serving process, whose IDLE sessions and outbound worker wait on them."""
+        raise NotImplementedError
+
+    def publish_changes(self, changes: list[MailboxChange]) -> None:
+        """Changes another process committed: tell this process's subscribers."""
+        raise NotImplementedError
+
     # ---- maintenance ------------------------------------------------------------------------
     @abc.abstractmethod
     async def backup(self, dest: Path) -> None:
         """A consistent copy of everything into dest while the server runs."""
 
 
-def open_store_backend(config: object, *, beside_owner: bool = False) -> Store:
+def open_store_backend(
+    config: object, *, beside_owner: bool = False, guest_only: bool = False
+) -> Store:
     """The backend named by config.store.backend. beside_owner: may open while a running
-    server holds the data directory (management commands)."""
+    server holds the data directory (management commands); guest_only: only while one does
+    (a worker process of that server)."""
     from postar.config import Config
 
     assert isinstance(config, Config)
@@ -389,5 +408,6 @@ def open_store_backend(config: object, *, beside_owner: bool = False) -> Store:
             group_commit_window=config.store.group_commit_window,
             default_quota=config.store.default_quota,
             beside_owner=beside_owner,
+            guest_only=guest_only,
         )
     raise StoreError(f"unknown store backend {config.store.backend!r}")

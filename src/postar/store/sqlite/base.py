@@ -15,9 +15,20 @@ Theory of operation:
 - One process per data directory: open() takes an exclusive flock on data_dir/postar.lock
   (released by the kernel if the process dies), since a second process would sweep the first
   one's in-flight blob files as orphans. A store opened with beside_owner=True (the management
-  commands) may open while another process holds the lock: it then neither sweeps nor unlinks
-  blob files (the owner may have pinned or be writing them); what it leaves unreferenced is an
-  orphan the owner's next open() sweeps. SQLite itself arbitrates the two processes' writes.
+  commands, the SMTP worker processes) may open while another process holds the lock: it is
+  then a guest, which neither sweeps nor unlinks blob files (the owner may have pinned or be
+  writing them); what it leaves unreferenced is an orphan the owner's next open() sweeps.
+  SQLite itself arbitrates the processes' writes.
+- Guests against the owner's frees: a guest's body file is not pinned in the owner, so the
+  owner could unlink a file of the same content (its last message expunged) between the
+  guest's write and the guest's COMMIT. Both sides decide under SQLite's write lock: the owner
+  re-reads which freed ids are still unreferenced and unlinks them inside BEGIN IMMEDIATE, and
+  a guest job that creates a blob row checks inside its transaction that the file is there
+  (else the job fails and the client is told to retry). One of the two always comes second
+  and sees the other's work.
+- Guests against the owner's sweep: a guest holds a shared flock on data_dir/postar.guests
+  while open; the owner sweeps orphans only if it can take that lock exclusively, so files a
+  guest is writing (say, an SMTP worker of a server that was just killed) are never swept.
 """
 
 from __future__ import annotations
@@ -59,6 +70,7 @@ log = logging.getLogger("postar.store")
 DB_NAME = "postar.sqlite3"
 BLOB_DIR = "blobs"
 LOCK_NAME = "postar.lock"
+GUESTS_LOCK_NAME = "postar.guests"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +97,13 @@ class SQLiteBase(Store):
         default_quota: int = 0,
         readers: int = 4,
         beside_owner: bool = False,
+        guest_only: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.beside_owner = beside_owner
+        self.beside_owner = beside_owner or guest_only
+        # A worker process must never become the owner: it would sweep the files of the
+        # server it works for, had that server just died.
+        self.guest_only = guest_only
         self._guest = False  # opened while another process held the data dir
         self.db_path = self.data_dir / DB_NAME
         self.fsync = fsync
@@ -98,6 +114,9 @@ class SQLiteBase(Store):
         self._feed = ChangeFeed()
         self._queue_watchers: list[Callable[[], None]] = []  # watch_queue() callbacks
         self._queue_poller: asyncio.Task[None] | None = None  # commits by other processes
+        # forward_commits() callbacks: another process is told of this one's commits.
+        self._change_forwarders: list[Callable[[list[MailboxChange]], None]] = []
+        self._queue_forwarders: list[Callable[[], None]] = []
         self._writer: Writer | None = None
         self._bodies: BodyWriter | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -107,6 +126,7 @@ class SQLiteBase(Store):
         self._loop: asyncio.AbstractEventLoop | None = None
         self.orphans_removed = 0  # blob files swept by the last open(); tests read it
         self._lock_fd: int | None = None
+        self._guests_fd: int | None = None  # a guest's shared lock (see the module docstring)
 
     @property
     def commit_count(self) -> int:
@@ -130,7 +150,10 @@ class SQLiteBase(Store):
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._open_files)
         writer = Writer(
-            self._connect, window=self.group_commit_window, after_commit=self._after_commit
+            self._connect,
+            window=self.group_commit_window,
+            after_commit=self._after_commit,
+            blob_present=self._blobs.present if self._guest else None,
         )
         await asyncio.to_thread(writer.start)
         self._writer = writer
@@ -148,7 +171,6 @@ class SQLiteBase(Store):
             try:
                 migrate(conn)
                 conn.execute("PRAGMA journal_mode = WAL")
-                referenced = {r[0] for r in conn.execute("SELECT id FROM blobs")}
             finally:
                 conn.close()
         except BaseException:
@@ -157,7 +179,23 @@ class SQLiteBase(Store):
         self._blobs.root.mkdir(exist_ok=True)
         if self._guest:
             return  # the owner's in-flight files look like orphans from here
-        self.orphans_removed = self._blobs.sweep(referenced)
+        fd = os.open(self.data_dir / GUESTS_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # A guest is open, maybe still writing bodies: orphans wait for the next open.
+                log.info("store orphan sweep skipped: another process has the store open")
+                return
+            # Read under the lock: no guest commits a new reference while we sweep.
+            conn = self._connect(readonly=True)
+            try:
+                referenced = {r[0] for r in conn.execute("SELECT id FROM blobs")}
+            finally:
+                conn.close()
+            self.orphans_removed = self._blobs.sweep(referenced)
+        finally:
+            os.close(fd)
         if self.orphans_removed:
             log.info("store orphan blobs removed", extra={"count": self.orphans_removed})
 
@@ -171,13 +209,21 @@ class SQLiteBase(Store):
             if not self.beside_owner:
                 raise StoreError(f"{self.data_dir} is in use by another process") from None
             self._guest = True
+            guests = os.open(self.data_dir / GUESTS_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(guests, fcntl.LOCK_SH)  # waits out an owner's sweep in progress
+            self._guests_fd = guests
             return
+        if self.guest_only:
+            os.close(fd)
+            raise StoreError(f"no server holds {self.data_dir}: a worker does not open it alone")
         self._lock_fd = fd
 
     def _unlock_data_dir(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
+        for name in ("_lock_fd", "_guests_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the flock
+                setattr(self, name, None)
 
     async def close(self) -> None:
         if self._queue_poller is not None:
@@ -265,8 +311,23 @@ class SQLiteBase(Store):
                 # The job's body may now be referenced by nothing: an orphan to free.
                 candidates.extend(outcome.job.pins)
         self._blobs.unpin(pins)
-        if candidates:
-            unique = sorted(set(candidates))
+        if candidates and not self._guest:
+            self._free_blobs(conn, sorted(set(candidates)))
+        if changes and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._publish_own, changes)
+            except RuntimeError:
+                pass  # loop closed during shutdown: no subscriber is left to tell
+
+    def _free_blobs(self, conn: sqlite3.Connection, unique: list[str]) -> None:
+        """Unlink the files of blobs that lost their row, deciding under the write lock so a
+        guest's COMMIT that brings a row back cannot slip in between (module docstring)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            log.warning("store blob free skipped", extra={"error": str(exc)})
+            return  # orphans: swept at the next open
+        try:
             still: set[str] = set()
             for part in rows.chunks(unique):
                 still.update(
@@ -276,13 +337,23 @@ class SQLiteBase(Store):
                         tuple(part),
                     )
                 )
-            if not self._guest:
-                self._blobs.free(unique, still)
-        if changes and self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._feed.publish, changes)
-            except RuntimeError:
-                pass  # loop closed during shutdown: no subscriber is left to tell
+            self._blobs.free(unique, still)
+        finally:
+            conn.execute("COMMIT")  # nothing written: no WAL frame, no fsync
+
+    def _publish_own(self, changes: list[MailboxChange]) -> None:
+        self._feed.publish(changes)
+        for forward in self._change_forwarders:
+            forward(changes)
+
+    def forward_commits(
+        self, on_changes: Callable[[list[MailboxChange]], None], on_queue: Callable[[], None]
+    ) -> None:
+        self._change_forwarders.append(on_changes)
+        self._queue_forwarders.append(on_queue)
+
+    def publish_changes(self, changes: list[MailboxChange]) -> None:
+        self._feed.publish(changes)
 
     async def _store_body(self, raw: bytes, parsed: ParsedMessage | None) -> _Body:
         """Hash, write and fsync the body file (in the body thread, grouped with the bodies

@@ -226,6 +226,10 @@ class BlobFiles:
                     continue
                 made.append(level)
 
+    def present(self, blob_id: str) -> bool:
+        """Whether the blob's file is there (a guest's check before it first references it)."""
+        return os.path.exists(self._file(blob_id))
+
     def _file(self, blob_id: str) -> str:
         """path() as a string, the id checked: pathlib's joins cost more than the file
         operations on the hot paths (every read, every freed body, every body written)."""

@@ -14,7 +14,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from postar.store.interface import AlreadyExists, MailboxNotSelectable, NotFound, QuotaExceeded
+from postar.store.interface import (
+    AlreadyExists,
+    MailboxNotSelectable,
+    NotFound,
+    QuotaExceeded,
+    StoreError,
+)
 from postar.store.names import INBOX, parents
 from postar.store.sqlite.rows import chunks, placeholders
 from postar.store.sqlite.writer import Tx
@@ -170,6 +176,9 @@ def add_blob_ref(
     body first stored by the queue (no parse) gets its parse when a mailbox first holds it."""
     row = tx.one("SELECT num, parsed IS NULL FROM blobs WHERE id = ?", (blob_id,))
     if row is None:
+        if tx.blob_present is not None and not tx.blob_present(blob_id):
+            # A guest's body, unlinked by the owner after the guest wrote it (base.py).
+            raise StoreError(f"blob {blob_id} vanished before its commit; try again")
         num = tx.one(
             "INSERT INTO blobs (id, size, refcount, parsed) VALUES (?, ?, ?, ?) RETURNING num",
             (blob_id, size, count, parsed),

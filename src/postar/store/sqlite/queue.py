@@ -106,12 +106,17 @@ class QueueOps(SQLiteBase):
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
                     last = version
-                    self._queue_changed()
+                    self.queue_changed_elsewhere()
         finally:
             conn.close()
 
     def _queue_changed(self) -> None:
         # On the event loop, after the commit: a watcher reading the queue now sees the entry.
+        self.queue_changed_elsewhere()
+        for forward in self._queue_forwarders:
+            forward()
+
+    def queue_changed_elsewhere(self) -> None:
         for callback in list(self._queue_watchers):
             callback()
 

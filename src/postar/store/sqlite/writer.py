@@ -37,8 +37,13 @@ MAX_BATCH = 512  # jobs per transaction: bounds the latency a huge burst adds to
 class Tx:
     """What a write job sees: the connection, plus what to do once the batch has committed."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, blob_present: Callable[[str], bool] | None = None
+    ) -> None:
         self.conn = conn
+        # Set in a guest process (base.py): checks that a blob file still exists before the
+        # job gives it a row, since the owner may have unlinked it since the guest wrote it.
+        self.blob_present = blob_present
         self.changes: dict[int, MailboxChange] = {}  # by mailbox id, newest wins
         self.unreferenced: list[str] = []  # blob ids whose last reference this job dropped
         # Full-text rows to insert once every job of the batch has run (see index_later).
@@ -115,8 +120,10 @@ class Writer:
         *,
         window: float,
         after_commit: AfterCommit,
+        blob_present: Callable[[str], bool] | None = None,
     ) -> None:
         self._connect = connect
+        self._blob_present = blob_present
         self._window = window
         self._after_commit = after_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -196,7 +203,7 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             index: dict[int, tuple[str, str]] = {}
             for job in batch:
-                tx = Tx(conn)
+                tx = Tx(conn, self._blob_present)
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job.fn(tx)
