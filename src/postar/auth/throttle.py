@@ -55,6 +55,10 @@ class LoginThrottle:
         self._clock = clock
         self._max_keys = max_keys
         self._records: OrderedDict[str, _Record] = OrderedDict()
+        # Told of every failure and success recorded here, so the server's other processes
+        # (SMTP workers) can record them too: one attacker, one count, whichever process
+        # it reaches. Those processes' records come in through apply().
+        self.on_record: Callable[[str, str | None, str | None], None] | None = None
 
     def __len__(self) -> int:
         return len(self._records)
@@ -102,6 +106,23 @@ class LoginThrottle:
         return ThrottleDecision(delay=delay, locked_out=retry_after > 0, retry_after=retry_after)
 
     def record_failure(self, ip: str | None, account: str | None = None) -> None:
+        self._record_failure(ip, account)
+        if self.on_record is not None:
+            self.on_record("failure", ip, account)
+
+    def record_success(self, account: str) -> None:
+        self._record_success(account)
+        if self.on_record is not None:
+            self.on_record("success", None, account)
+
+    def apply(self, kind: str, ip: str | None, account: str | None) -> None:
+        """Record what another process of this server recorded (not passed on again)."""
+        if kind == "failure":
+            self._record_failure(ip, account)
+        elif kind == "success" and account:
+            self._record_success(account)
+
+    def _record_failure(self, ip: str | None, account: str | None) -> None:
         now = self._clock()
         cfg = self._config
         for key in self._keys(ip, account):
@@ -115,6 +136,6 @@ class LoginThrottle:
                 record.locked_until = now + cfg.lockout_seconds
                 record.failures.clear()
 
-    def record_success(self, account: str) -> None:
+    def _record_success(self, account: str) -> None:
         # Only the account's record: the IP's is kept on purpose (see the module docstring).
         self._records.pop("account:" + account.lower(), None)
