@@ -17,6 +17,10 @@ Per accepted socket, in this order:
 We run our own accept loop over sockets we bind (instead of loop.create_server) because step 1
 must happen before any transport exists. Graceful stop: stop accepting, wake idle handlers
 with ShuttingDown, wait `grace` seconds for in-flight ones, cancel the rest.
+
+Worker processes (postar.workers): after steps 1 and 2, a role the `handoff` takes is passed
+to a worker process, socket and all; the limiter slot stays held here until the worker says
+the connection ended. In the worker, adopt() runs steps 3 and 4 on the socket it was given.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from postar.config import (
     ROLE_TLS_MODE,
@@ -87,6 +92,24 @@ class RoleHandler:
     handle: Handler
     too_busy_message: bytes = b""
     idle_timeout: float | None = None
+
+
+class Handoff(Protocol):
+    """Where connections of some roles go instead of this process (postar.workers)."""
+
+    roles: frozenset[str]
+
+    def hand(
+        self,
+        client: socket.socket,
+        peer: tuple[str, int],
+        proxy: ProxyInfo | None,
+        role: str,
+        release: Callable[[], None],
+    ) -> bool:
+        """Take the connection (True: `release` is called once it has ended, and `client`
+        is no longer ours) or leave it to this process (False)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +230,10 @@ class Server:
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         write_timeout: float | None = DEFAULT_WRITE_TIMEOUT,
         backlog: int = 511,
+        handoff: Handoff | None = None,
     ) -> None:
         self._config = config
+        self._handoff = handoff
         self._handlers = {
             role: h if isinstance(h, RoleHandler) else RoleHandler(h)
             for role, h in handlers.items()
@@ -271,21 +296,10 @@ class Server:
         loop = asyncio.get_running_loop()
         specs: list[tuple[_RoleSpec, ListenAddress]] = []
         for role, addresses in self._listen.items():
-            handler = self._handlers.get(role)
-            if handler is None:
+            spec = self._spec(role)
+            if spec is None:
                 log_event(logging.WARNING, "listener.no_handler", role=role)
                 continue
-            tls_mode = ROLE_TLS_MODE[role]
-            idle = handler.idle_timeout
-            if idle is None:
-                idle = role_idle_timeout(role, self._config.limits)
-            spec = _RoleSpec(
-                role=role,
-                handler=handler,
-                tls_mode=tls_mode,
-                proxy=role in self._proxy_roles,
-                idle_timeout=idle,
-            )
             specs.extend((spec, address) for address in addresses)
         if any(s.tls_mode != "plain" for s, _ in specs):
             if self._ssl_context is None:
@@ -319,6 +333,60 @@ class Server:
                 tls=lst.spec.tls_mode,
                 proxy=lst.spec.proxy,
             )
+
+    def _spec(self, role: str) -> _RoleSpec | None:
+        handler = self._handlers.get(role)
+        if handler is None:
+            return None
+        idle = handler.idle_timeout
+        if idle is None:
+            idle = role_idle_timeout(role, self._config.limits)
+        return _RoleSpec(
+            role=role,
+            handler=handler,
+            tls_mode=ROLE_TLS_MODE[role],
+            proxy=role in self._proxy_roles,
+            idle_timeout=idle,
+        )
+
+    def adopt(
+        self,
+        client: socket.socket,
+        peer: tuple[str, int],
+        proxy: ProxyInfo | None,
+        role: str,
+        done: Callable[[], None],
+    ) -> None:
+        """Serve a connection another process accepted, admitted and (for a PROXY role) read
+        the header of; `done` is called when it has ended. Needs no start()."""
+        spec = self._spec(role)
+        if spec is None or self._stopping:
+            _close_quietly(client)
+            done()
+            return
+        client.setblocking(False)
+        self.limiter.acquire(peer[0])  # released by _serve; the owner enforces the limits
+        task = asyncio.get_running_loop().create_task(self._serve(client, peer, proxy, spec))
+        self._tasks[task] = None
+
+        def ended(task: asyncio.Task[None]) -> None:
+            self._task_done(task)
+            done()
+
+        task.add_done_callback(ended)
+
+    def _hand_off(
+        self,
+        client: socket.socket,
+        peer: tuple[str, int],
+        proxy: ProxyInfo | None,
+        spec: _RoleSpec,
+    ) -> bool:
+        handoff = self._handoff
+        if handoff is None or spec.role not in handoff.roles or self._stopping:
+            return False
+        ip = peer[0]
+        return handoff.hand(client, peer, proxy, spec.role, lambda: self.limiter.release(ip))
 
     async def serve_forever(self) -> None:
         """Wait until stop() has finished."""
@@ -394,6 +462,8 @@ class Server:
             if admission is not Admission.ACCEPTED:
                 self._refuse(client, ip, spec, admission)
                 return
+            if self._hand_off(client, (ip, port), None, spec):
+                return
             coro = self._serve(client, (ip, port), None, spec)
         task = loop.create_task(coro)
         self._tasks[task] = None
@@ -440,6 +510,8 @@ class Server:
         admission = self.limiter.acquire(peer[0])
         if admission is not Admission.ACCEPTED:
             self._refuse(client, peer[0], spec, admission)
+            return
+        if self._hand_off(client, peer, info, spec):
             return
         await self._serve(client, peer, info, spec)
 
