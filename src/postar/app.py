@@ -16,7 +16,7 @@ from postar.auth.authenticator import Authenticator
 from postar.auth.directory import Directory
 from postar.config import Config
 from postar.filter.hooks import FilterPipeline
-from postar.net.listener import RoleHandler, Server
+from postar.net.listener import Handoff, RoleHandler, Server
 from postar.net.tls import load_server_context
 from postar.store.interface import Store, open_store_backend
 
@@ -77,14 +77,16 @@ async def open_services(config: Config, filters: FilterPipeline | None = None) -
     )
 
 
-async def start_server(services: Services) -> Server:
+async def start_server(services: Services, handoff: Handoff | None = None) -> Server:
     config = services.config
     for role in config.listen:
         if role not in SERVED_ROLES:
             log.warning("role not served by this version", extra={"role": role})
     listen = {role: addr for role, addr in config.listen.items() if role in SERVED_ROLES}
     ssl_context = load_server_context(config)
-    server = Server(config, build_handlers(services), listen=listen, ssl_context=ssl_context)
+    server = Server(
+        config, build_handlers(services), listen=listen, ssl_context=ssl_context, handoff=handoff
+    )
     await server.start()
     for role in listen:
         for host, port in server.addresses(role):
@@ -93,10 +95,22 @@ async def start_server(services: Services) -> Server:
 
 
 async def serve_forever(config: Config) -> int:
+    from postar.workers.pool import WorkerPool, worker_count
+
     services = await open_services(config)
+    pool: WorkerPool | None = None
     try:
-        server = await start_server(services)
+        smtp_roles = frozenset(role for role in config.listen if role in SMTP_ROLES)
+        count = worker_count(config)
+        if smtp_roles and count:
+            pool = WorkerPool(
+                config, count, smtp_roles, services.store, services.authenticator.throttle
+            )
+            await pool.start()
+        server = await start_server(services, handoff=pool)
     except BaseException:
+        if pool is not None:
+            await pool.stop(grace=0)
         await services.store.close()
         raise
     stop = asyncio.Event()
@@ -113,7 +127,10 @@ async def serve_forever(config: Config) -> int:
     try:
         await stop.wait()
         log.info("stopping")
-        await server.stop(grace=SHUTDOWN_GRACE)
+        stopping = [server.stop(grace=SHUTDOWN_GRACE)]
+        if pool is not None:
+            stopping.append(pool.stop(grace=SHUTDOWN_GRACE))
+        await asyncio.gather(*stopping)
     finally:
         await outbound.stop(grace=SHUTDOWN_GRACE)
         await services.store.close()

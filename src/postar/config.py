@@ -119,6 +119,14 @@ class SMTPConfig:
     max_received_headers: int = 50  # loop detection: more than this many Received: is refused
     require_tls_for_auth: bool = True  # AUTH is offered only after STARTTLS (loopback excepted)
     banner: str = "ESMTP Postar"
+    # Processes that run the SMTP sessions (each with its own core's worth of Python), beside
+    # the one that accepts them: -1 is one per CPU core when there are several, 0 none (all
+    # in the serving process). Connection limits and login throttles stay server-wide.
+    workers: int = -1
+
+    def __post_init__(self) -> None:
+        if self.workers < -1:
+            raise ConfigError("smtp.workers must be -1 (one per core), 0 or a positive number")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ exercise the command line contract, SIGTERM handling and, with kill(), crash rec
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -172,9 +173,23 @@ class PostarServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def rss_kb(self) -> int:
+    def pids(self) -> list[int]:
+        """The serving process and its children (the SMTP worker processes)."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                pids.extend(int(p) for p in (task / "children").read_text().split())
+        return pids
+
+    def rss_kb(self) -> int:
+        """Resident memory of the whole server: SMTP sessions live in its worker processes."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        if not total:
+            raise RuntimeError("no VmRSS")
+        return total

@@ -1,0 +1,1 @@
+"""SMTP worker processes: the serving process hands them connections (pool.py, worker.py)."""
