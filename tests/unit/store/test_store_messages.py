@@ -328,6 +328,19 @@ async def test_search_text(store: Store, alice: Account) -> None:
         await store.search_text(inbox.id, "x", "subject")
 
 
+async def test_search_text_checks_the_index_candidates(store: Store, alice: Account) -> None:
+    # The index records which bodies hold a trigram, not where: "abcd xbcde" holds every
+    # trigram of "abcde" (abc, bcd, cde) but not the text, and must not match it.
+    inbox = await _inbox(store, alice)
+    for body in ("abcd xbcde", "an ABCDE here"):
+        raw, parsed = make_message("Letters", body)
+        await store.append(alice.id, inbox.id, raw, parsed)
+    assert await store.search_text(inbox.id, "abcde", "body") == {2}
+    assert await store.search_text(inbox.id, "bcd", "body") == {1, 2}
+    assert await store.search_text(inbox.id, "xbcd", "text") == {1}
+    assert await store.search_text(inbox.id, "abcde", "header") == set()
+
+
 async def test_queue(store: Store) -> None:
     raw, _ = make_message()
     recipients = [

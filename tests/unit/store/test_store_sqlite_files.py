@@ -19,6 +19,7 @@ from postar.store.model import Account, DeliveryTarget, QueuedRecipient
 from postar.store.sqlite import ops
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.blobs import blob_id_of
+from postar.store.sqlite.messages import MAX_QUERY_TRIGRAMS, trigram_query
 from postar.store.sqlite.schema import SCHEMA_VERSION
 from postar.store.sqlite.writer import Tx
 from tests.unit.store.store_helpers import make_message
@@ -175,6 +176,33 @@ def test_v2_migration_leaves_existing_messages_unrecent() -> None:
     assert conn.execute("SELECT recent_uid FROM mailboxes").fetchone()[0] == 7
 
 
+def test_v3_migration_keeps_indexed_texts_searchable() -> None:
+    # The index loses its positions (detail=none): texts indexed before must still be found.
+    from postar.store.sqlite.schema import MIGRATIONS, _statements, migrate
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for script in MIGRATIONS[:2]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO blob_text (rowid, headers, body) VALUES (7, 'Subject: x', 'Köln')")
+    assert migrate(conn) == 2
+    hits = conn.execute(
+        "SELECT rowid, body FROM blob_text WHERE blob_text MATCH ?", (trigram_query("KÖLN"),)
+    )
+    assert hits.fetchall() == [(7, "Köln")]
+    ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'blob_text'").fetchone()[0]
+    assert "detail = 'none'" in ddl
+
+
+def test_trigram_query() -> None:
+    assert trigram_query("ab") is None
+    assert trigram_query("abcab") == '"abc" AND "bca" AND "cab"'
+    assert trigram_query('a"bc') == '"a""b" AND """bc"'
+    long = trigram_query("".join(chr(0x4E00 + i) for i in range(100)))
+    assert long is not None and long.count(" AND ") == MAX_QUERY_TRIGRAMS - 1
+
+
 async def test_bodies_durable_before_their_metadata_and_stored_in_groups(
     sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,7 +319,9 @@ async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> N
             indexed = conn.execute("SELECT b.id FROM blob_text t JOIN blobs b ON b.num = t.rowid")
             assert [r[0] for r in indexed] == [kept]
             assert conn.execute("SELECT count(*) FROM blob_text").fetchone()[0] == 1
-            hits = conn.execute("SELECT rowid FROM blob_text WHERE blob_text MATCH 'alpha'")
+            hits = conn.execute(
+                "SELECT rowid FROM blob_text WHERE blob_text MATCH ?", (trigram_query("alpha"),)
+            )
             assert len(hits.fetchall()) == 1
         finally:
             conn.close()
