@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -139,6 +140,7 @@ class PostarServer:
             try:
                 for port in self.ports.values():
                     wait_for_port(port, proc=self.proc)
+                self._wait_for_workers(log_start)
                 return self
             except RuntimeError as exc:
                 self.proc = None
@@ -149,6 +151,20 @@ class PostarServer:
                     continue
                 raise RuntimeError(f"{exc}; its log ends:\n{tail}") from exc
         raise AssertionError("unreachable")
+
+    def _wait_for_workers(self, log_start: int, timeout: float = 20.0) -> None:
+        """Until the SMTP worker processes are ready: before that the serving process takes
+        the SMTP connections itself, and the tests would not see the workers' path."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()[log_start:]
+            found = re.search(r"smtp workers starting count=(\d+)", log)
+            if found is None or log.count("smtp worker ready") >= int(found.group(1)):
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            time.sleep(0.02)
+        raise RuntimeError("the SMTP workers did not get ready")
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, as a service manager does; returns the exit code."""

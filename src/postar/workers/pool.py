@@ -89,6 +89,7 @@ class WorkerPool:
         throttle.on_record = self._throttle_recorded
 
     async def start(self) -> None:
+        log.info("smtp workers starting", extra={"count": len(self._workers)})
         for worker in self._workers:
             await self._spawn(worker)
 
