@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,7 @@ class AuthResult:
         return self.account is not None
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every EHLO, CAPA and CAPABILITY
 def is_loopback(peer_ip: str) -> bool:
     try:
         addr = ipaddress.ip_address(peer_ip.split("%", 1)[0])

@@ -28,6 +28,7 @@ Theory of operation (the invariants every change here must keep):
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import itertools
 import secrets
@@ -54,6 +55,7 @@ def new_conn_id() -> str:
     return f"{next(_conn_ids) & 0xFFFFFFFF:08x}"
 
 
+@functools.lru_cache(maxsize=4096)  # once per accepted connection, mostly the same few peers
 def normalize_ip(ip: str) -> str:
     """Canonical text of an address; an IPv4-mapped IPv6 address becomes plain IPv4."""
     try:

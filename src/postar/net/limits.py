@@ -13,6 +13,7 @@ addresses.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ class Admission(enum.Enum):
     OVER_PER_IP = "over_per_ip"
 
 
+@functools.lru_cache(maxsize=4096)  # twice per connection; parsing costs more than the rest
 def client_key(ip: str, ipv6_prefix: int = 64) -> str:
     """The key a client address is counted under: IPv4 as-is, IPv6 by its prefix."""
     try:

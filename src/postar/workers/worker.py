@@ -24,7 +24,7 @@ from postar.auth.directory import Directory
 from postar.config import Config
 from postar.filter.hooks import FilterPipeline
 from postar.log import setup_logging
-from postar.net.limits import ConnectionLimiter
+from postar.net.limits import Admission, ConnectionLimiter
 from postar.net.listener import Server
 from postar.net.tls import limit_asyncio_tls_buffer, load_server_context
 from postar.store.interface import open_store_backend
@@ -32,8 +32,19 @@ from postar.workers.channel import Channel
 
 log = logging.getLogger("postar.workers")
 
-# The owner counts connections against the configured limits before handing them over.
-_UNLIMITED = sys.maxsize
+
+class _CountedByOwner(ConnectionLimiter):
+    """The owner counts connections against the configured limits before handing them over:
+    nothing to count here (and no address to parse twice per connection)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.maxsize, sys.maxsize)
+
+    def acquire(self, ip: str) -> Admission:
+        return Admission.ACCEPTED
+
+    def release(self, ip: str) -> None:
+        pass
 
 
 class _WorkerProcess:
@@ -111,7 +122,7 @@ class _WorkerProcess:
                 handlers,
                 listen={},
                 ssl_context=load_server_context(config),
-                limiter=ConnectionLimiter(_UNLIMITED, _UNLIMITED),
+                limiter=_CountedByOwner(),
             )
             log.info("smtp worker ready", extra={"worker": self.index})
             self.channel.send(("ready",))

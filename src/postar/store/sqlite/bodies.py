@@ -137,7 +137,11 @@ class BodyWriter:
     def _fsync_many(self, fds: Sequence[int]) -> list[OSError | None]:
         if self._pool is None or len(fds) < 2:
             return [fsync_fd(fd) for fd in fds]
-        return list(self._pool.map(fsync_fd, fds))
+        # This thread syncs the first itself instead of waiting idle: one thread fewer to wake
+        # per round, and a thread switch costs about as much as the Python around an fsync.
+        rest = [self._pool.submit(fsync_fd, fd) for fd in fds[1:]]
+        first = fsync_fd(fds[0])
+        return [first, *(future.result() for future in rest)]
 
 
 def _bodies(items: list[object]) -> list[_Submitted]:
