@@ -7,7 +7,7 @@ import errno
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from postar.store.interface import QuotaExceeded, SchemaTooNew, StoreError
 from postar.store.model import Account, DeliveryTarget, QueuedRecipient
 from postar.store.sqlite import ops
 from postar.store.sqlite.backend import SQLiteStore
-from postar.store.sqlite.blobs import blob_id_of
+from postar.store.sqlite.blobs import BlobFiles, blob_id_of
 from postar.store.sqlite.messages import MAX_QUERY_TRIGRAMS, trigram_query
 from postar.store.sqlite.schema import SCHEMA_VERSION
 from postar.store.sqlite.writer import Tx
@@ -261,6 +261,32 @@ async def test_bodies_durable_before_their_metadata_and_stored_in_groups(
         assert synced and synced[0] < renamed
         assert any(renamed < i < submitted for i in dir_synced)
         assert final.read_bytes() == raw
+
+
+def test_a_body_found_stored_is_synced_again_with_every_directory_above_it(
+    tmp_path: Path,
+) -> None:
+    # Another process (an SMTP worker) may have renamed the same content into place and not
+    # yet synced it or its directories: finding the file is no proof that it is durable.
+    other = BlobFiles(tmp_path / "blobs", fsync=False)  # writes, never syncs
+    raw = b"Subject: shared\r\n\r\nsame content twice\r\n"
+    blob_id = blob_id_of(raw)
+    assert other.write_group([(blob_id, raw)]) == [True]
+    ours = BlobFiles(tmp_path / "blobs", fsync=True)
+    synced: list[str] = []
+
+    def record(fds: Sequence[int]) -> list[OSError | None]:
+        synced.extend(os.readlink(f"/proc/self/fd/{fd}") for fd in fds)
+        return [None] * len(fds)
+
+    assert ours.write_group([(blob_id, raw)], record) == [False]  # found, not written
+    final = ours.path(blob_id)
+    assert synced == [
+        str(final),
+        str(final.parent),
+        str(final.parent.parent),
+        str(tmp_path / "blobs"),
+    ]
 
 
 async def test_a_body_that_cannot_be_written_fails_alone(

@@ -26,6 +26,10 @@ Theory of operation:
   a guest job that creates a blob row checks inside its transaction that the file is there
   (else the job fails and the client is told to retry). One of the two always comes second
   and sees the other's work.
+- Bodies another process wrote: a file found at its final name may be another process's
+  work whose fsyncs are still under way, so the body thread syncs a found file again, and
+  syncs every directory level above each body (blobs.py write_group): a 250 never rests on
+  another process's unfinished fsync.
 - Guests against the owner's sweep: a guest holds a shared flock on data_dir/postar.guests
   while open; the owner sweeps orphans only if it can take that lock exclusively, so files a
   guest is writing (say, an SMTP worker of a server that was just killed) are never swept.
@@ -117,6 +121,7 @@ class SQLiteBase(Store):
         # forward_commits() callbacks: another process is told of this one's commits.
         self._change_forwarders: list[Callable[[list[MailboxChange]], None]] = []
         self._queue_forwarders: list[Callable[[], None]] = []
+        self._free_forwarders: list[Callable[[list[str]], None]] = []
         self._writer: Writer | None = None
         self._bodies: BodyWriter | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -313,6 +318,10 @@ class SQLiteBase(Store):
         self._blobs.unpin(pins)
         if candidates and not self._guest:
             self._free_blobs(conn, sorted(set(candidates)))
+        elif candidates and self._free_forwarders and self._loop is not None:
+            # A guest unlinks nothing; the owner re-checks these under its write lock.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._forward_frees, sorted(set(candidates)))
         if changes and self._loop is not None:
             try:
                 self._loop.call_soon_threadsafe(self._publish_own, changes)
@@ -346,14 +355,28 @@ class SQLiteBase(Store):
         for forward in self._change_forwarders:
             forward(changes)
 
+    def _forward_frees(self, blob_ids: list[str]) -> None:
+        for forward in self._free_forwarders:
+            forward(blob_ids)
+
     def forward_commits(
-        self, on_changes: Callable[[list[MailboxChange]], None], on_queue: Callable[[], None]
+        self,
+        on_changes: Callable[[list[MailboxChange]], None],
+        on_queue: Callable[[], None],
+        on_unreferenced: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._change_forwarders.append(on_changes)
         self._queue_forwarders.append(on_queue)
+        if on_unreferenced is not None:
+            self._free_forwarders.append(on_unreferenced)
 
     def publish_changes(self, changes: list[MailboxChange]) -> None:
         self._feed.publish(changes)
+
+    async def free_if_unreferenced(self, blob_ids: list[str]) -> None:
+        if self._guest or self._writer is None:
+            return
+        await self._write(lambda tx: None, frees=tuple(blob_ids))
 
     async def _store_body(self, raw: bytes, parsed: ParsedMessage | None) -> _Body:
         """Hash, write and fsync the body file (in the body thread, grouped with the bodies

@@ -73,6 +73,7 @@ class _Pending:
     indexes: list[int]  # the items of the group that carry this content
     error: OSError | None = None
     renamed: bool = False
+    existing: bool = False  # found at its final name: synced again, not written
 
     def fail(self, error: OSError) -> None:
         if self.error is None:
@@ -126,8 +127,14 @@ class BlobFiles:
         data, one for its directory entry and one per new directory; written as a group, all
         the bodies cost one commit for their data and one for all their directory entries,
         whatever their number. The order per file stays: data durable under a temporary name,
-        then renamed, then its directory (and any directory made for it) durable, before this
+        then renamed, then its directory and the directories above it durable, before this
         returns; so a file at its final name is complete.
+
+        Several processes write bodies (the SMTP workers, a management command beside the
+        server), so a file found at its final name, or a directory found made, may be another
+        process's work whose fsyncs are still under way: a found file is synced again with
+        the group's files, and every level of directory above a body is synced with the
+        group's directories. Syncing what is already durable returns at once.
         """
         outcomes: list[bool | OSError] = [False] * len(items)
         pending: dict[str, _Pending] = {}  # blob id -> its file being written in this group
@@ -139,8 +146,16 @@ class BlobFiles:
                 continue
             path = self._file(blob_id)
             directory = directory_of(path)
-            if os.path.exists(path):
-                continue  # stored before: an earlier group made it durable
+            try:
+                found = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                outcomes[index] = exc
+                continue
+            else:
+                pending[blob_id] = _Pending(path, "", found, [index], existing=True)
+                continue
             made: list[str] = []
             try:
                 self._make_dirs(blob_id, made)
@@ -169,6 +184,10 @@ class BlobFiles:
                     item.fail(error)
         for item in pending.values():
             os.close(item.fd)
+            if item.existing:
+                if item.error is None:
+                    self._add_dirs(dirs, item)
+                continue
             if item.error is None:
                 try:
                     # Two writers of the same content may race here (a management command
@@ -178,7 +197,7 @@ class BlobFiles:
                     item.fail(exc)
                 else:
                     item.renamed = True
-                    dirs.setdefault(directory_of(item.path), []).append(item)
+                    self._add_dirs(dirs, item)
                     continue
             with contextlib.suppress(OSError):
                 os.unlink(item.tmp)
@@ -202,14 +221,18 @@ class BlobFiles:
                 for fd in fds:
                     os.close(fd)
         for item in pending.values():
-            if item.error is not None and item.renamed:
-                # Renamed but its directory could not be synced: a later body with the same
-                # content must not find it and take it for durable.
-                with contextlib.suppress(OSError):
-                    os.unlink(item.path)
+            # A file renamed whose directory could not be synced stays: another process may
+            # already reference it, and whoever finds it next syncs it again (see above).
             for index in item.indexes:
-                outcomes[index] = item.error if item.error is not None else True
+                outcomes[index] = item.error if item.error is not None else not item.existing
         return outcomes
+
+    def _add_dirs(self, dirs: dict[str, list[_Pending]], item: _Pending) -> None:
+        """The body's directory and each one above it, up to the blob root."""
+        directory = directory_of(item.path)
+        for _ in range(3):  # root/xx/yy/id: yy, xx and the root
+            dirs.setdefault(directory, []).append(item)
+            directory = directory_of(directory)
 
     def _make_dirs(self, blob_id: str, made: list[str]) -> None:
         """Create the blob's directory and its missing parents, adding each one created to
