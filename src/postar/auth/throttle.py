@@ -122,6 +122,21 @@ class LoginThrottle:
         elif kind == "success" and account:
             self._record_success(account)
 
+    def export(self) -> list[tuple[str, list[float], float]]:
+        """Every record, for a process of this server that starts later (an SMTP worker):
+        the clock is the system's monotonic one, so the times mean the same there."""
+        return [(key, list(r.failures), r.locked_until) for key, r in self._records.items()]
+
+    def merge(self, records: list[tuple[str, list[float], float]]) -> None:
+        """Take over exported records (added to what is recorded here; not passed on)."""
+        cfg = self._config
+        for key, failures, locked_until in records:
+            record = self._get(key, self._clock(), create=True)
+            assert record is not None
+            merged = sorted([*record.failures, *failures])[-max(cfg.failures_before_lockout, 1) :]
+            record.failures = deque(merged)
+            record.locked_until = max(record.locked_until, locked_until)
+
     def _record_failure(self, ip: str | None, account: str | None) -> None:
         now = self._clock()
         cfg = self._config

@@ -373,11 +373,20 @@ class Store(abc.ABC):
         Each call is an independent subscription; it ends when the iterator is closed."""
 
     def forward_commits(
-        self, on_changes: Callable[[list[MailboxChange]], None], on_queue: Callable[[], None]
+        self,
+        on_changes: Callable[[list[MailboxChange]], None],
+        on_queue: Callable[[], None],
+        on_unreferenced: Callable[[list[str]], None] | None = None,
     ) -> None:
-        """Also hand this process's committed mailbox changes, and its queue commits, to these
-        callbacks (on the event loop, after the commit): an SMTP worker process passes them
-        to the serving process, whose IDLE sessions and outbound worker wait on them."""
+        """Also hand this process's committed mailbox changes, its queue commits, and (in a
+        guest, which frees nothing) the bodies its commits may have left unreferenced, to
+        these callbacks (on the event loop, after the commit): an SMTP worker process passes
+        them to the serving process, whose IDLE sessions, outbound worker and blob frees wait
+        on them."""
+        raise NotImplementedError
+
+    async def free_if_unreferenced(self, blob_ids: list[str]) -> None:
+        """Bodies another process may have left without a reference: free those that are."""
         raise NotImplementedError
 
     def publish_changes(self, changes: list[MailboxChange]) -> None:

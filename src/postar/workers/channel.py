@@ -29,6 +29,9 @@ log = logging.getLogger("postar.workers")
 MAX_MESSAGE = 1 << 16  # bytes; a batch of mailbox changes is a few KB (the default
 # socket buffer, about 200 KB, bounds a SEQPACKET message anyway)
 MAX_FDS = 4  # descriptors per message; we send one
+# Messages waiting for a peer that does not read. Past this the peer is taken for stuck and
+# the channel closed (the owner then restarts the worker): memory must not grow without end.
+MAX_BACKLOG = 10_000
 
 OnMessage = Callable[[tuple[Any, ...], list[socket.socket]], None]
 
@@ -65,6 +68,10 @@ class Channel:
         if len(data) > MAX_MESSAGE:
             raise ValueError(f"channel message of {len(data)} bytes")
         self._outgoing.append((data, list(handover)))
+        if len(self._outgoing) > MAX_BACKLOG:
+            log.error("worker channel: peer not reading, closed", extra={"queued": MAX_BACKLOG})
+            self.close()
+            return
         if not self._writing:
             self._flush()
 
@@ -115,6 +122,10 @@ class Channel:
                     s.close()
                 continue
             self._on_message(message, socks)
+
+    def drain(self) -> None:
+        """Take every message the peer sent before it went away (then close)."""
+        self._readable()
 
     def close(self) -> None:
         if self.closed:

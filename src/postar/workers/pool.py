@@ -47,6 +47,7 @@ from postar.workers.channel import Channel, pair
 log = logging.getLogger("postar.workers")
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is started again
+CHUNK = 256  # records per message: a channel message stays far below its 64 KiB bound
 STOP_EXTRA = 5.0  # seconds past the grace before a worker that does not stop is killed
 
 
@@ -117,6 +118,10 @@ class WorkerPool:
             lambda: self._lost(worker),
         )
         worker.channel.send(("start", self.config, sorted(self.roles)))
+        # A worker started later (after a crash) must know the failures counted so far.
+        records = self.throttle.export()
+        for start in range(0, len(records), CHUNK):
+            worker.channel.send(("throttle", records[start : start + CHUNK]))
         task = asyncio.get_running_loop().create_task(self._watch(worker, worker.process))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -139,8 +144,12 @@ class WorkerPool:
         worker = min(live, key=lambda w: len(w.tickets))
         assert worker.channel is not None
         ticket = next(self._tickets)
-        worker.tickets[ticket] = release
-        worker.channel.send(("conn", ticket, role, peer, proxy), [client])
+        worker.tickets[ticket] = release  # before the send: a channel closing in it releases
+        try:
+            worker.channel.send(("conn", ticket, role, peer, proxy), [client])
+        except ValueError:  # a PROXY header with TLVs too large for one message
+            del worker.tickets[ticket]
+            return False
         return True
 
     @property
@@ -162,6 +171,12 @@ class WorkerPool:
                 release()
         elif kind == "changes":
             self.store.publish_changes(message[1])
+        elif kind == "unreferenced":
+            task = asyncio.get_running_loop().create_task(
+                self.store.free_if_unreferenced(message[1])
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif kind == "queue":
             self.store.queue_changed_elsewhere()
         elif kind == "auth":
@@ -191,16 +206,21 @@ class WorkerPool:
     async def _watch(self, worker: _Worker, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
         if worker.channel is not None:
+            # What it sent before it ended (changes of its last commits) still counts.
+            worker.channel.drain()
             worker.channel.close()
         if self._stopping:
             return
         log.error("smtp worker exited", extra={"worker": worker.index, "code": code})
-        await asyncio.sleep(RESTART_DELAY)
-        if not self._stopping:
+        while True:
+            await asyncio.sleep(RESTART_DELAY)
+            if self._stopping:
+                return
             try:
                 await self._spawn(worker)
-            except OSError as exc:
-                log.error("smtp worker not restarted", extra={"error": str(exc)})
+                return
+            except Exception as exc:  # tried again after the delay, for as long as we serve
+                log.error("smtp worker not restarted", extra={"error": repr(exc)})
 
     async def stop(self, grace: float) -> None:
         """Let every worker finish its sessions (up to `grace` seconds), then end it."""

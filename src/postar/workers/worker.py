@@ -28,9 +28,13 @@ from postar.net.limits import Admission, ConnectionLimiter
 from postar.net.listener import Server
 from postar.net.tls import limit_asyncio_tls_buffer, load_server_context
 from postar.store.interface import open_store_backend
+from postar.store.model import MailboxChange
 from postar.workers.channel import Channel
 
 log = logging.getLogger("postar.workers")
+
+
+_CHUNK = 256  # items per channel message
 
 
 class _CountedByOwner(ConnectionLimiter):
@@ -70,18 +74,41 @@ class _WorkerProcess:
         elif self.server is None:
             self.early.append((message, socks))  # before the store is open: keep for later
         elif kind == "conn":
-            _, ticket, role, peer, proxy = message
-            [client] = socks
-            self.server.adopt(client, tuple(peer), proxy, role, lambda: self.closed(ticket))
+            self.adopt(message, socks)
         elif kind == "auth" and self.services is not None:
             _, what, ip, account = message
             self.services.authenticator.throttle.apply(what, ip, account)
+        elif kind == "throttle" and self.services is not None:
+            self.services.authenticator.throttle.merge(message[1])
         else:
             for s in socks:
                 s.close()
 
+    def adopt(self, message: tuple[Any, ...], socks: list[socket.socket]) -> None:
+        _, ticket, role, peer, proxy = message
+        assert self.server is not None
+        try:
+            # The kernel drops a descriptor we had no room for (EMFILE): none arrived then.
+            if len(socks) != 1:
+                raise OSError(f"connection handed over with {len(socks)} descriptors")
+            self.server.adopt(socks[0], tuple(peer), proxy, role, lambda: self.closed(ticket))
+        except Exception as exc:
+            log.error("smtp worker could not take a connection", extra={"error": repr(exc)})
+            for s in socks:
+                s.close()
+            self.closed(ticket)  # the owner frees its slot
+
     def closed(self, ticket: int) -> None:
         self.channel.send(("closed", ticket))
+
+    def forward_changes(self, changes: list[MailboxChange]) -> None:
+        self.send_chunked("changes", changes)
+
+    def send_chunked(self, kind: str, items: list[Any]) -> None:
+        """A channel message stays far below its 64 KiB bound (a batch commits up to 512
+        jobs, each with changes)."""
+        for start in range(0, len(items), _CHUNK):
+            self.channel.send((kind, items[start : start + _CHUNK]))
 
     def lost(self) -> None:
         # The owner is gone (or stopping): end the sessions as at a stop.
@@ -111,8 +138,9 @@ class _WorkerProcess:
                 ("auth", what, ip, account)
             )
             store.forward_commits(
-                lambda changes: self.channel.send(("changes", changes)),
+                self.forward_changes,
                 lambda: self.channel.send(("queue",)),
+                lambda ids: self.send_chunked("unreferenced", ids),
             )
             limit_asyncio_tls_buffer()
             handlers = {role: h for role, h in build_handlers(services).items() if role in roles}

@@ -92,3 +92,19 @@ def test_apply_ignores_unknown_kinds_and_a_success_without_account() -> None:
     t.apply("something-else", IP, ALICE)
     assert len(t) == 2  # the IP's and alice's records from the one failure, nothing more
     assert t.check(IP, ALICE).delay == 0.0
+
+
+def test_a_later_process_takes_over_the_records_by_export_and_merge() -> None:
+    # A worker started after a crash must not forget failures counted elsewhere.
+    clock = FakeClock()
+    old, new = LoginThrottle(CFG, clock), LoginThrottle(CFG, clock)
+    for _ in range(CFG.failures_before_lockout):
+        old.record_failure(IP, ALICE)
+    old.record_failure("192.0.2.9")
+    seen = _recording(new)
+    new.merge(old.export())
+    assert new.check(IP, ALICE).locked_out
+    assert new.check("192.0.2.9").delay == 0.0  # one failure: below the delay threshold
+    new.record_failure("192.0.2.9")
+    assert new.check("192.0.2.9").delay > 0  # the merged failure counts with the new one
+    assert seen == [("failure", "192.0.2.9", None)]  # merging told nobody

@@ -222,6 +222,29 @@ async def test_guest_leaves_frees_to_the_owner(
     assert path.exists()
 
 
+async def test_guest_hands_unreferenced_bodies_to_the_owner(
+    owner: SQLiteStore, guest: SQLiteStore, alice_id: int
+) -> None:
+    # What a guest's commits leave unreferenced goes to the owner (as an SMTP worker sends
+    # it), which re-checks it under its write lock and unlinks what nothing references.
+    handed: list[str] = []
+    guest.forward_commits(lambda changes: None, lambda: None, handed.extend)
+    raw, parsed = make_message(subject="to be expunged")
+    [delivered] = await guest.deliver(raw, parsed, [DeliveryTarget(alice_id)])
+    [record] = await guest.list_messages(delivered.mailbox_id)
+    path = BlobFiles(owner.data_dir / "blobs", fsync=False).path(record.blob_id)
+    kept, kept_parsed = make_message(subject="still referenced")
+    [other] = await guest.deliver(kept, kept_parsed, [DeliveryTarget(alice_id)])
+    [kept_record] = [r for r in await guest.list_messages(other.mailbox_id) if r.uid == other.uid]
+    await guest.expunge(delivered.mailbox_id, [delivered.uid])
+    await _until(lambda: record.blob_id in handed)
+    assert path.exists()
+    await owner.free_if_unreferenced([*handed, kept_record.blob_id])
+    assert not path.exists()
+    kept_path = BlobFiles(owner.data_dir / "blobs", fsync=False).path(kept_record.blob_id)
+    assert kept_path.exists()  # still referenced: not freed
+
+
 async def _until(predicate: object, timeout: float = TIMEOUT) -> None:
     assert callable(predicate)
     loop = asyncio.get_running_loop()

@@ -332,10 +332,14 @@ async def test_search_text_checks_the_index_candidates(store: Store, alice: Acco
     # The index records which bodies hold a trigram, not where: "abcd xbcde" holds every
     # trigram of "abcde" (abc, bcd, cde) but not the text, and must not match it.
     inbox = await _inbox(store, alice)
-    for body in ("abcd xbcde", "an ABCDE here"):
+    for body in ("abcd xbcde", "an ABCDE here", "100% sure_thing", "100x sureXthing Straße"):
         raw, parsed = make_message("Letters", body)
         await store.append(alice.id, inbox.id, raw, parsed)
     assert await store.search_text(inbox.id, "abcde", "body") == {2}
+    # LIKE's wildcards in a needle are plain characters.
+    assert await store.search_text(inbox.id, "0% SURE_", "body") == {3}
+    assert await store.search_text(inbox.id, "straSSE", "body") == set()  # no ß folding
+    assert await store.search_text(inbox.id, "STRAßE", "body") == {4}  # non-ASCII: casefold
     assert await store.search_text(inbox.id, "bcd", "body") == {1, 2}
     assert await store.search_text(inbox.id, "xbcd", "text") == {1}
     assert await store.search_text(inbox.id, "abcde", "header") == set()

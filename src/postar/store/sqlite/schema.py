@@ -9,9 +9,12 @@ binary cannot know what the newer columns mean.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from postar.store.interface import SchemaTooNew
+
+log = logging.getLogger("postar.store")
 
 _V1 = """
 -- Small settings: last_uidvalidity (UIDVALIDITY must differ for every re-created name).
@@ -159,6 +162,9 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"database schema version {found} is newer than this Postar ({SCHEMA_VERSION})"
         )
     for version in range(found, SCHEMA_VERSION):
+        if found:  # a new database is made, not migrated: nothing to announce
+            # Some steps copy a table (v3 rebuilds the full-text index): say why start waits.
+            log.info("store schema migrating", extra={"from": version, "to": version + 1})
         conn.execute("BEGIN IMMEDIATE")
         try:
             # executescript() would COMMIT first; run statement by statement instead so the
