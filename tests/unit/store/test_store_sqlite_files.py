@@ -287,6 +287,15 @@ def test_a_body_found_stored_is_synced_again_with_every_directory_above_it(
         str(final.parent.parent),
         str(tmp_path / "blobs"),
     ]
+    # Once this process has seen them synced, the levels above stay durable: a second body
+    # in the same directory syncs only itself and that directory.
+    n = 0
+    while blob_id_of(f"neighbour {n}".encode())[:4] != blob_id[:4]:
+        n += 1
+    neighbour = f"neighbour {n}".encode()
+    synced.clear()
+    assert ours.write_group([(blob_id_of(neighbour), neighbour)], record) == [True]
+    assert [p for p in synced if not p.endswith(".tmp")] == [str(final.parent)]
 
 
 async def test_a_body_that_cannot_be_written_fails_alone(

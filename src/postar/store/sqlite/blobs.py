@@ -90,6 +90,9 @@ class BlobFiles:
         # While > 0 (a backup is linking files) frees are deferred, not dropped.
         self._holds = 0
         self._deferred: set[str] = set()
+        # Leaf directories whose own entry (and their parent's) this process has seen synced:
+        # only the leaf itself needs syncing for a new file in it. At most 65,536 names.
+        self._settled: set[str] = set()
 
     def path(self, blob_id: str) -> Path:
         if not _is_blob_id(blob_id):
@@ -212,14 +215,18 @@ class BlobFiles:
                     for item in dirs[directory]:
                         item.fail(exc)
                 order = order[: len(fds)]
+            synced: set[str] = set()
             try:
                 for directory, error in zip(order, fsync_many(fds), strict=True):
                     if error is not None:
                         for item in dirs[directory]:
                             item.fail(error)
+                    else:
+                        synced.add(directory)
             finally:
                 for fd in fds:
                     os.close(fd)
+            self._settle(order, synced)
         for item in pending.values():
             # A file renamed whose directory could not be synced stays: another process may
             # already reference it, and whoever finds it next syncs it again (see above).
@@ -228,11 +235,23 @@ class BlobFiles:
         return outcomes
 
     def _add_dirs(self, dirs: dict[str, list[_Pending]], item: _Pending) -> None:
-        """The body's directory and each one above it, up to the blob root."""
-        directory = directory_of(item.path)
-        for _ in range(3):  # root/xx/yy/id: yy, xx and the root
-            dirs.setdefault(directory, []).append(item)
-            directory = directory_of(directory)
+        """The body's directory, and each one above it up to the blob root unless this
+        process has already seen them synced after the body's directory existed."""
+        leaf = directory_of(item.path)
+        dirs.setdefault(leaf, []).append(item)
+        if leaf not in self._settled:
+            first = directory_of(leaf)  # root/xx/yy/id: yy, then xx and the root
+            dirs.setdefault(first, []).append(item)
+            dirs.setdefault(directory_of(first), []).append(item)
+
+    def _settle(self, dirs: Iterable[str], synced: set[str]) -> None:
+        """Leaf directories whose parent and root were synced in this round are settled."""
+        for leaf in dirs:
+            if leaf.count("/") - self._root_str.count("/") != 2 or leaf in self._settled:
+                continue
+            first = directory_of(leaf)
+            if first in synced and directory_of(first) in synced:
+                self._settled.add(leaf)
 
     def _make_dirs(self, blob_id: str, made: list[str]) -> None:
         """Create the blob's directory and its missing parents, adding each one created to
