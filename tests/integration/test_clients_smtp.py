@@ -204,6 +204,20 @@ def test_relay_with_auth_accepted_and_not_delivered_locally(postar: PostarServer
     assert FOREIGN in postar.cli("queue", "list")
 
 
+def test_recipient_domain_without_an_a_label_form_refused_501(postar: PostarServer) -> None:
+    # SMTPUTF8 lets a U-label domain through the syntax check; one IDNA cannot encode (60
+    # characters, but an A-label over 63 octets) can be neither local nor routed. Even for
+    # an authenticated sender, who may relay, the answer comes at RCPT, not as a bounce.
+    bad = "user@" + "ü" * 40 + "x" * 20 + ".example"
+    with smtplib.SMTP("127.0.0.1", postar.ports["smtp"], timeout=30) as client:
+        client.ehlo("client.test")
+        client.login(ALICE, PASSWORD)  # loopback: plain-text AUTH allowed without TLS
+        assert client.mail(ALICE, ["SMTPUTF8"])[0] == 250
+        code, text = client.rcpt(bad)
+        assert (code, text[:5]) == (501, b"5.1.3"), text
+    assert bad not in postar.cli("queue", "list")
+
+
 def test_submission_without_auth_refused_530(postar: PostarServer) -> None:
     done = swaks(postar, "submission", "--tls", "--from", ALICE, "--to", BOB)
     assert done.returncode != 0

@@ -359,8 +359,9 @@ class SMTPSession:
             try:
                 local, resolved = await directory.lookup_recipient(text)
             except InvalidAddress:
-                # A domain that cannot even be encoded is none of ours: the relay rules decide.
-                local, resolved = False, None
+                # A domain with no A-label form (IDNA refuses it) can be neither ours nor
+                # routed: refused now, as Postfix does, not queued to bounce later.
+                return replies.BAD_RECIPIENT_SYNTAX
             if local:
                 if resolved is None:
                     return replies.USER_UNKNOWN
