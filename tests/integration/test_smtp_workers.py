@@ -27,7 +27,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import DOMAIN, PASSWORD, PostarServer
-from tests.support.wire import LineClient, assert_no_traceback, fetch_all, unique_message
+from tests.support.wire import (
+    LineClient,
+    SMTPWire,
+    assert_no_traceback,
+    fetch_all,
+    unique_message,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -462,6 +468,36 @@ def test_the_per_ip_limit_counts_connections_on_every_worker(
     finally:
         for c in held:
             c.close()
+
+
+def test_a_proxied_connection_keeps_its_client_address_in_a_worker(
+    start_server: ServerFactory,
+) -> None:
+    # The owner reads the PROXY header; the worker that gets the socket must see the client
+    # the proxy spoke for (the Received header names it), and the owner counts that client.
+    server = start_server(
+        '[proxy_protocol]\nroles = ["smtp"]\ntrusted_networks = ["127.0.0.1/32"]\n'
+        "[limits]\nconnections_per_ip = 1\n"
+    )
+    port = server.ports["smtp"]
+    marker, body = unique_message("proxied")
+    with SMTPWire(port) as client:
+        client.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 25\r\n")
+        assert client.reply().code == 220
+        assert serving_pid(server, client.sock) in worker_pids(server)
+        # A second connection for the same proxied client is over its limit of one.
+        with LineClient(port) as second:
+            second.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 40001 25\r\n")
+            assert _banner(second).startswith(b"421 ")
+        assert client.cmd("EHLO client.test").code == 250
+        assert client.cmd("MAIL FROM:<x@remote.test>").code == 250
+        assert client.cmd(f"RCPT TO:<{ALICE}>").code == 250
+        assert client.cmd("DATA").code == 354
+        reply = client.cmd(body + b".")
+        assert reply.code == 250, reply
+    [stored] = [m for m in fetch_all(server, ALICE) if marker.encode() in m]
+    received = stored.split(b"\r\n\r\n", 1)[0]
+    assert b"203.0.113.7" in received, received[:600]
 
 
 # ---- stopping --------------------------------------------------------------------------------
