@@ -65,8 +65,11 @@ def build_handlers(services: Services) -> dict[str, RoleHandler]:
     return handlers
 
 
-async def open_services(config: Config, filters: FilterPipeline | None = None) -> Services:
-    store = open_store_backend(config)
+async def open_services(
+    config: Config, filters: FilterPipeline | None = None, *, guest_only: bool = False
+) -> Services:
+    """guest_only: a worker process's services, beside the serving process's (store guest)."""
+    store = open_store_backend(config, guest_only=guest_only)
     await store.open()
     return Services(
         config=config,

@@ -32,6 +32,7 @@ MAX_FDS = 4  # descriptors per message; we send one
 # Messages waiting for a peer that does not read. Past this the peer is taken for stuck and
 # the channel closed (the owner then restarts the worker): memory must not grow without end.
 MAX_BACKLOG = 10_000
+CHUNK = 256  # items per send_chunked() message: far below MAX_MESSAGE once pickled
 
 OnMessage = Callable[[tuple[Any, ...], list[socket.socket]], None]
 
@@ -74,6 +75,12 @@ class Channel:
             return
         if not self._writing:
             self._flush()
+
+    def send_chunked(self, kind: str, items: Sequence[Any]) -> None:
+        """(kind, items) as messages of at most CHUNK items: a batch's changes (up to 512
+        jobs, each with changes) or a table of login failures can exceed one message."""
+        for start in range(0, len(items), CHUNK):
+            self.send((kind, list(items[start : start + CHUNK])))
 
     def _flush(self) -> None:
         while self._outgoing:

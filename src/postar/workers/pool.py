@@ -47,7 +47,6 @@ from postar.workers.channel import Channel, pair
 log = logging.getLogger("postar.workers")
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is started again
-CHUNK = 256  # records per message: a channel message stays far below its 64 KiB bound
 STOP_EXTRA = 5.0  # seconds past the grace before a worker that does not stop is killed
 
 
@@ -119,9 +118,7 @@ class WorkerPool:
         )
         worker.channel.send(("start", self.config, sorted(self.roles)))
         # A worker started later (after a crash) must know the failures counted so far.
-        records = self.throttle.export()
-        for start in range(0, len(records), CHUNK):
-            worker.channel.send(("throttle", records[start : start + CHUNK]))
+        worker.channel.send_chunked("throttle", self.throttle.export())
         task = asyncio.get_running_loop().create_task(self._watch(worker, worker.process))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

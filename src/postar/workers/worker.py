@@ -18,23 +18,15 @@ import socket
 import sys
 from typing import Any
 
-from postar.app import Services, build_handlers
-from postar.auth.authenticator import Authenticator
-from postar.auth.directory import Directory
+from postar.app import Services, build_handlers, open_services
 from postar.config import Config
-from postar.filter.hooks import FilterPipeline
 from postar.log import setup_logging
 from postar.net.limits import Admission, ConnectionLimiter
 from postar.net.listener import Server
 from postar.net.tls import limit_asyncio_tls_buffer, load_server_context
-from postar.store.interface import open_store_backend
-from postar.store.model import MailboxChange
 from postar.workers.channel import Channel
 
 log = logging.getLogger("postar.workers")
-
-
-_CHUNK = 256  # items per channel message
 
 
 class _CountedByOwner(ConnectionLimiter):
@@ -101,15 +93,6 @@ class _WorkerProcess:
     def closed(self, ticket: int) -> None:
         self.channel.send(("closed", ticket))
 
-    def forward_changes(self, changes: list[MailboxChange]) -> None:
-        self.send_chunked("changes", changes)
-
-    def send_chunked(self, kind: str, items: list[Any]) -> None:
-        """A channel message stays far below its 64 KiB bound (a batch commits up to 512
-        jobs, each with changes)."""
-        for start in range(0, len(items), _CHUNK):
-            self.channel.send((kind, items[start : start + _CHUNK]))
-
     def lost(self) -> None:
         # The owner is gone (or stopping): end the sessions as at a stop.
         if not self.started.done():
@@ -123,24 +106,17 @@ class _WorkerProcess:
         except asyncio.CancelledError:
             return 1
         setup_logging(config.log_level)
-        store = open_store_backend(config, guest_only=True)
-        await store.open()
+        services = await open_services(config, guest_only=True)
+        store = services.store
         try:
-            services = Services(
-                config=config,
-                store=store,
-                directory=Directory(store),
-                authenticator=Authenticator(store, config.auth),
-                filters=FilterPipeline(),
-            )
             throttle = services.authenticator.throttle
             throttle.on_record = lambda what, ip, account: self.channel.send(
                 ("auth", what, ip, account)
             )
             store.forward_commits(
-                self.forward_changes,
+                lambda changes: self.channel.send_chunked("changes", changes),
                 lambda: self.channel.send(("queue",)),
-                lambda ids: self.send_chunked("unreferenced", ids),
+                lambda ids: self.channel.send_chunked("unreferenced", ids),
             )
             limit_asyncio_tls_buffer()
             handlers = {role: h for role, h in build_handlers(services).items() if role in roles}

@@ -21,6 +21,7 @@ from postar.store.model import DeliveryTarget, MailboxChange
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.base import GUESTS_LOCK_NAME, LOCK_NAME
 from postar.store.sqlite.blobs import BlobFiles
+from tests.unit.net.net_helpers import wait_until
 from tests.unit.store.store_helpers import make_message
 
 TIMEOUT = 5.0
@@ -122,7 +123,7 @@ async def test_guest_changes_reach_owner_subscribers_only_when_published(
     try:
         raw, parsed = make_message(subject="from a worker")
         [delivered] = await guest.deliver(raw, parsed, [DeliveryTarget(alice_id)])
-        await _until(lambda: bool(forwarded))
+        await wait_until(lambda: bool(forwarded), TIMEOUT)
         # Committed: the owner reads it at once...
         assert await _inbox_uids(owner, alice_id) == [delivered.uid]
         # ...but its subscribers (IDLE) live in this process's change feed, which a commit
@@ -237,19 +238,9 @@ async def test_guest_hands_unreferenced_bodies_to_the_owner(
     [other] = await guest.deliver(kept, kept_parsed, [DeliveryTarget(alice_id)])
     [kept_record] = [r for r in await guest.list_messages(other.mailbox_id) if r.uid == other.uid]
     await guest.expunge(delivered.mailbox_id, [delivered.uid])
-    await _until(lambda: record.blob_id in handed)
+    await wait_until(lambda: record.blob_id in handed, TIMEOUT)
     assert path.exists()
     await owner.free_if_unreferenced([*handed, kept_record.blob_id])
     assert not path.exists()
     kept_path = BlobFiles(owner.data_dir / "blobs", fsync=False).path(kept_record.blob_id)
     assert kept_path.exists()  # still referenced: not freed
-
-
-async def _until(predicate: object, timeout: float = TIMEOUT) -> None:
-    assert callable(predicate)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)

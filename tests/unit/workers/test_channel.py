@@ -7,12 +7,11 @@ test needs no subprocess to say which side read what.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from postar.workers.channel import Channel, pair
+from tests.unit.net.net_helpers import wait_until
 
 TIMEOUT = 10.0
 
@@ -34,15 +33,6 @@ class End:
 
     def open(self, sock: socket.socket) -> Channel:
         return Channel(sock, self.on_message, self.on_close)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 async def test_messages_cross_both_ways_in_order() -> None:

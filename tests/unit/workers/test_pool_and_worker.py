@@ -12,7 +12,8 @@ from postar.store.interface import Store
 from postar.workers.channel import MAX_MESSAGE, pair
 from postar.workers.pool import WorkerPool
 from postar.workers.worker import _WorkerProcess
-from tests.unit.workers.test_channel import End, wait_until
+from tests.unit.net.net_helpers import wait_until
+from tests.unit.workers.test_channel import End
 
 
 def _pool_with_one_ready_worker(end: End) -> tuple[WorkerPool, socket.socket]:

@@ -226,7 +226,9 @@ class BlobFiles:
             finally:
                 for fd in fds:
                     os.close(fd)
-            self._settle(order, synced)
+            self._settle(
+                (directory_of(p.path) for p in pending.values() if p.error is None), synced
+            )
         for item in pending.values():
             # A file renamed whose directory could not be synced stays: another process may
             # already reference it, and whoever finds it next syncs it again (see above).
@@ -244,11 +246,9 @@ class BlobFiles:
             dirs.setdefault(first, []).append(item)
             dirs.setdefault(directory_of(first), []).append(item)
 
-    def _settle(self, dirs: Iterable[str], synced: set[str]) -> None:
+    def _settle(self, leaves: Iterable[str], synced: set[str]) -> None:
         """Leaf directories whose parent and root were synced in this round are settled."""
-        for leaf in dirs:
-            if leaf.count("/") - self._root_str.count("/") != 2 or leaf in self._settled:
-                continue
+        for leaf in leaves:
             first = directory_of(leaf)
             if first in synced and directory_of(first) in synced:
                 self._settled.add(leaf)

@@ -35,12 +35,12 @@ INLINE_BLOB_READ = 256 * 1024
 # Reads of at most this many message rows run on the event loop's thread: a few hundred
 # indexed rows cost less there than the hop to a reader thread and back (~60 us of CPU).
 INLINE_ROWS = 256
-SEARCH_WHERE = ("text", "body", "header")
 _LIKE_CHECK = {
     "text": " AND (t.body LIKE ? ESCAPE '\\' OR t.headers LIKE ? ESCAPE '\\')",
     "body": " AND t.body LIKE ? ESCAPE '\\'",
     "header": " AND t.headers LIKE ? ESCAPE '\\'",
 }
+SEARCH_WHERE = tuple(_LIKE_CHECK)
 MAX_QUERY_TRIGRAMS = 32  # more narrow the candidates little; the texts are checked anyway
 
 
@@ -383,6 +383,8 @@ class MessageOps(SQLiteBase):
         check = _LIKE_CHECK[where] if needle.isascii() else ""
         pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
         like = (pattern,) * check.count("?")
+        # Checked in SQL, only the UIDs come back; otherwise the texts, for Python to check.
+        columns = "m.uid" if check else "m.uid, t.headers, t.body"
 
         def read(conn: sqlite3.Connection) -> set[int]:
             query = trigram_query(text)
@@ -395,7 +397,7 @@ class MessageOps(SQLiteBase):
                 rows = conn.execute(
                     "WITH hits AS MATERIALIZED "
                     "(SELECT rowid AS num FROM blob_text WHERE blob_text MATCH ?) "
-                    "SELECT m.uid, t.headers, t.body FROM hits JOIN blobs b ON b.num = hits.num "
+                    f"SELECT {columns} FROM hits JOIN blobs b ON b.num = hits.num "
                     "JOIN messages m ON m.blob_id = b.id "
                     "JOIN blob_text t ON t.rowid = hits.num WHERE m.mailbox_id = ?" + check,
                     (query, mailbox_id, *like),
@@ -403,13 +405,13 @@ class MessageOps(SQLiteBase):
             else:
                 # Shorter than one trigram: the index cannot help, scan this mailbox's texts.
                 rows = conn.execute(
-                    "SELECT m.uid, t.headers, t.body FROM messages m "
+                    f"SELECT {columns} FROM messages m "
                     "JOIN blobs b ON b.id = m.blob_id "
                     "JOIN blob_text t ON t.rowid = b.num WHERE m.mailbox_id = ?" + check,
                     (mailbox_id, *like),
                 )
             if check:
-                return {uid for uid, _, _ in rows}
+                return {uid for (uid,) in rows}
             found: set[int] = set()
             for uid, headers, body in rows:
                 if uid not in found and text_matches(needle, where, headers, body):
