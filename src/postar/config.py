@@ -157,6 +157,15 @@ class StoreConfig:
     # (one-session SMTP +25% over a 2 ms wait, 20 sessions unchanged, in bench/run).
     group_commit_window: float = 0.0
     fsync: bool = True  # off only for throwaway test data; never in production
+    # Bodies up to this many bytes are stored in the database, committed with their rows by
+    # one WAL fsync; larger ones are files under data_dir/blobs/. 0 keeps every body a file.
+    inline_body_max: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        # A stored body is read whole, on the event loop's thread (a point lookup): larger
+        # bodies belong in files, which are read in pieces.
+        if not 0 <= self.inline_body_max <= 1024 * 1024:
+            raise ConfigError("store.inline_body_max must be between 0 and 1048576 bytes")
 
 
 @dataclass(frozen=True)

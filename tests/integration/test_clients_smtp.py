@@ -19,7 +19,6 @@ from tests.support.mailclients import (
     BOB,
     SOCKET_TIMEOUT,
     STRICT_AUTH_CONFIG,
-    blob_files,
     client_lines,
     client_tls_context,
     crlf,
@@ -30,6 +29,7 @@ from tests.support.mailclients import (
     running_server,
     self_signed_cert,
     server_replies,
+    stored_bodies,
     strip_trace,
     swaks,
 )
@@ -272,7 +272,7 @@ def test_oversized_data_refused(small: PostarServer, tmp_path: Path) -> None:
 def test_alias_to_two_users_stores_one_blob(postar: PostarServer) -> None:
     postar.cli("alias", "add", f"team@{DOMAIN}", ALICE, BOB)
     assert f"team@{DOMAIN} -> {ALICE}, {BOB}" in postar.cli("alias", "list")
-    blobs_before = len(blob_files(postar.data_dir))
+    bodies_before = stored_bodies(postar.data_dir)
     done = swaks(postar, "smtp", "--from", SENDER, "--to", f"team@{DOMAIN}",
                  "--header", "Subject: to the team")  # fmt: skip
     assert done.returncode == 0, done.stdout
@@ -281,7 +281,7 @@ def test_alias_to_two_users_stores_one_blob(postar: PostarServer) -> None:
     assert b"Subject: to the team" in for_alice
     # One delivery, one blob: both mailboxes hold the very same bytes.
     assert for_alice == for_bob
-    assert len(blob_files(postar.data_dir)) == blobs_before + 1
+    assert stored_bodies(postar.data_dir) == bodies_before + 1
 
 
 def test_plus_addressing_reaches_the_account(postar: PostarServer) -> None:

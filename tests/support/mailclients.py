@@ -11,6 +11,7 @@ import poplib
 import re
 import shutil
 import smtplib
+import sqlite3
 import ssl
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -174,12 +175,19 @@ def crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def blob_files(data_dir: Path) -> list[Path]:
-    """Message blob files under data_dir/blobs (temporary files excluded)."""
+def stored_bodies(data_dir: Path) -> int:
+    """Message bodies stored: files under data_dir/blobs (temporaries excluded) plus the small
+    bodies kept in the database's blob_bodies table."""
     root = data_dir / "blobs"
-    if not root.is_dir():
-        return []
-    return [p for p in root.rglob("*") if p.is_file() and len(p.name) == 64]
+    files = (
+        sum(1 for p in root.rglob("*") if p.is_file() and len(p.name) == 64) if root.is_dir() else 0
+    )
+    conn = sqlite3.connect(f"file:{data_dir / 'postar.sqlite3'}?mode=ro", uri=True)
+    try:
+        rows = int(conn.execute("SELECT count(*) FROM blob_bodies").fetchone()[0])
+    finally:
+        conn.close()
+    return files + rows
 
 
 def self_signed_cert(server: PostarServer) -> Path:

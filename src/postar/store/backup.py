@@ -1,8 +1,9 @@
 """Restore a backup made by Store.backup() into a data directory.
 
-A backup is dest/postar.sqlite3 plus dest/blobs/ab/cd/<sha256>. Everything is verified before
-anything is written: every blob the database references must be present with its recorded
-size and sha256, so a restore never produces a store that acknowledges messages it cannot read.
+A backup is dest/postar.sqlite3 (with the bodies stored in the database) plus
+dest/blobs/ab/cd/<sha256> for the bodies kept as files. Everything is verified before anything
+is written: every body the database references must be present with its recorded size and
+sha256, so a restore never produces a store that acknowledges messages it cannot read.
 The server must not be running on data_dir while restoring.
 """
 
@@ -40,8 +41,8 @@ def _sha256_file(path: Path) -> tuple[str, int]:
 
 
 def verify(src: Path) -> list[str]:
-    """The blob ids the backup's database references, after checking each file's size and
-    sha256. Raises RestoreError naming the first problem."""
+    """The ids of the body files the backup's database references, after checking each
+    body's size and sha256 (files and rows). Raises RestoreError naming the first problem."""
     db = src / DB_NAME
     if not db.is_file():
         raise RestoreError(f"{db} is missing")
@@ -51,7 +52,24 @@ def verify(src: Path) -> list[str]:
             raise RestoreError(f"{db} fails SQLite's integrity check")
         if user_version(conn) > SCHEMA_VERSION:
             raise RestoreError(f"{db} was written by a newer Postar")
-        blobs = conn.execute("SELECT id, size FROM blobs").fetchall()
+        in_db = bool(
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blob_bodies'"
+            ).fetchone()
+        )
+        if in_db:  # schema v4 on: small bodies are rows, checked here like the files below
+            for blob_id, size, body in conn.execute(
+                "SELECT b.id, b.size, d.body FROM blobs b JOIN blob_bodies d USING (num)"
+            ):
+                if not isinstance(body, bytes):
+                    raise RestoreError(f"blob {blob_id} is damaged (not a BLOB)")
+                digest = hashlib.sha256(body).hexdigest()
+                if digest != blob_id or len(body) != size:
+                    raise RestoreError(
+                        f"blob {blob_id} is damaged (sha256 {digest}, {len(body)} bytes)"
+                    )
+        files_only = " WHERE num NOT IN (SELECT num FROM blob_bodies)" if in_db else ""
+        blobs = conn.execute(f"SELECT id, size FROM blobs{files_only}").fetchall()
     finally:
         conn.close()
     files = BlobFiles(src / BLOB_DIR, fsync=False)

@@ -1,4 +1,5 @@
 """Delivers messages in a loop and prints "ACK <message-id>" once each deliver() returned.
+Arguments: the data directory and inline_body_max (0: every body a file).
 
 Run by test_store_crash.py, which SIGKILLs it mid-burst: every line printed is a promise the
 store made (the caller could have answered 250), and must survive the kill.
@@ -18,8 +19,10 @@ from postar.store.sqlite.backend import SQLiteStore
 CONCURRENCY = 8
 
 
-async def main(data_dir: Path) -> None:
-    store = SQLiteStore(data_dir, fsync=True, group_commit_window=0.002)
+async def main(data_dir: Path, inline_body_max: int) -> None:
+    store = SQLiteStore(
+        data_dir, fsync=True, group_commit_window=0.002, inline_body_max=inline_body_max
+    )
     await store.open()
     await store.add_domain("example.org")
     alice = await store.add_account("alice@example.org", "x", None)
@@ -41,4 +44,4 @@ async def main(data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))

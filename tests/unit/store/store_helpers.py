@@ -12,8 +12,11 @@ from pathlib import Path
 from postar.mime.structure import Address, BodyPart, Envelope, ParsedMessage
 from postar.store.interface import Store
 from postar.store.sqlite.backend import SQLiteStore
+from postar.store.sqlite.base import INLINE_BODY_MAX
 
-BACKENDS = ["sqlite"]
+# "sqlite-files": the same backend with every body kept as a file (inline_body_max = 0), so
+# the contract holds for both places a body can live.
+BACKENDS = ["sqlite", "sqlite-files"]
 
 StoreFactory = Callable[..., Store]
 
@@ -26,16 +29,22 @@ def make_store(
     group_commit_window: float = 0.002,
     default_quota: int = 0,
     beside_owner: bool = False,
+    inline_body_max: int | None = None,
 ) -> Store:
     # fsync off by default: a process crash is survived without it, and the suite stays fast;
     # the durability tests turn it on.
-    if backend == "sqlite":
+    if backend in ("sqlite", "sqlite-files"):
         return SQLiteStore(
             location,
             fsync=fsync,
             group_commit_window=group_commit_window,
             default_quota=default_quota,
             beside_owner=beside_owner,
+            inline_body_max=(
+                (0 if backend == "sqlite-files" else INLINE_BODY_MAX)
+                if inline_body_max is None
+                else inline_body_max
+            ),
         )
     raise ValueError(backend)
 

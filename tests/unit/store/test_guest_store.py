@@ -28,6 +28,7 @@ TIMEOUT = 5.0
 
 
 def _store(data_dir: Path, **options: bool) -> SQLiteStore:
+    options.setdefault("inline_body_max", 0)  # these races are about body files
     return SQLiteStore(data_dir, fsync=False, group_commit_window=0.002, **options)
 
 

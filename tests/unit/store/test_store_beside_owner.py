@@ -19,7 +19,7 @@ from tests.unit.store.store_helpers import make_message
 
 @pytest.fixture
 async def owner(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(tmp_path / "data", fsync=False)
+    store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0)
     await store.open()
     try:
         yield store
@@ -32,7 +32,7 @@ def _blob_names(store: SQLiteStore) -> set[str]:
 
 
 async def test_guest_writes_are_seen_by_the_owner(owner: SQLiteStore) -> None:
-    guest = SQLiteStore(owner.data_dir, fsync=False, beside_owner=True)
+    guest = SQLiteStore(owner.data_dir, fsync=False, inline_body_max=0, beside_owner=True)
     await guest.open()
     try:
         await guest.add_domain("example.org")
@@ -44,7 +44,7 @@ async def test_guest_writes_are_seen_by_the_owner(owner: SQLiteStore) -> None:
 
 
 async def test_a_second_owner_is_still_refused(owner: SQLiteStore) -> None:
-    second = SQLiteStore(owner.data_dir, fsync=False)
+    second = SQLiteStore(owner.data_dir, fsync=False, inline_body_max=0)
     with pytest.raises(StoreError, match="in use"):
         await second.open()
     await second.close()
@@ -62,7 +62,7 @@ async def test_guest_neither_sweeps_nor_unlinks(owner: SQLiteStore) -> None:
     in_flight.parent.mkdir(parents=True)
     in_flight.write_bytes(b"being delivered")
 
-    guest = SQLiteStore(owner.data_dir, fsync=False, beside_owner=True)
+    guest = SQLiteStore(owner.data_dir, fsync=False, inline_body_max=0, beside_owner=True)
     await guest.open()
     try:
         assert guest.orphans_removed == 0
@@ -73,7 +73,7 @@ async def test_guest_neither_sweeps_nor_unlinks(owner: SQLiteStore) -> None:
     # delivery of the same content: it stays, as an orphan for the owner's next open.
     assert _blob_names(owner) == delivered | {in_flight.name}
     await owner.close()
-    reopened = SQLiteStore(owner.data_dir, fsync=False)
+    reopened = SQLiteStore(owner.data_dir, fsync=False, inline_body_max=0)
     await reopened.open()
     try:
         assert reopened.orphans_removed == 2
@@ -84,10 +84,10 @@ async def test_guest_neither_sweeps_nor_unlinks(owner: SQLiteStore) -> None:
 
 async def test_guest_takes_the_lock_when_nobody_holds_it(tmp_path: Path) -> None:
     """Without a server running, a management command is the owner (and sweeps)."""
-    guest = SQLiteStore(tmp_path / "data", fsync=False, beside_owner=True)
+    guest = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0, beside_owner=True)
     await guest.open()
     try:
-        server = SQLiteStore(tmp_path / "data", fsync=False)
+        server = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0)
         with pytest.raises(StoreError, match="in use"):
             await server.open()
         await server.close()

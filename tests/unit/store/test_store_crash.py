@@ -9,16 +9,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from postar.store.sqlite.backend import SQLiteStore
+from postar.store.sqlite.base import INLINE_BODY_MAX
 
 HERE = Path(__file__).parent
 TARGET_ACKS = 300
 
 
-def _run_and_kill(data_dir: Path) -> list[str]:
+def _run_and_kill(data_dir: Path, inline_body_max: int) -> list[str]:
     # The script's own directory is on its sys.path, so it imports store_helpers directly.
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "crash_worker.py"), str(data_dir)],
+        [sys.executable, str(HERE / "crash_worker.py"), str(data_dir), str(inline_body_max)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -40,9 +43,13 @@ def _run_and_kill(data_dir: Path) -> list[str]:
     return acked
 
 
-async def test_sigkill_mid_burst_loses_no_acknowledged_message(tmp_path: Path) -> None:
+# The bodies (about 2 KB) stored in the database, then as files.
+@pytest.mark.parametrize("inline_body_max", [INLINE_BODY_MAX, 0], ids=["in-database", "files"])
+async def test_sigkill_mid_burst_loses_no_acknowledged_message(
+    tmp_path: Path, inline_body_max: int
+) -> None:
     data_dir = tmp_path / "data"
-    acked = _run_and_kill(data_dir)
+    acked = _run_and_kill(data_dir, inline_body_max)
     assert len(acked) >= TARGET_ACKS, "the worker died before the burst"
 
     store = SQLiteStore(data_dir, fsync=True)
@@ -69,8 +76,9 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_message(tmp_path: Path) -
             assert inbox.messages == len(records) >= len(acked)
             # UIDs were handed out in order without holes: no commit was half applied.
             assert [r.uid for r in records] == list(range(1, len(records) + 1))
-        # Every blob file left is referenced (orphans were swept by open()).
+        # Every blob file left is referenced (orphans were swept by open()); bodies stored
+        # in the database leave no file at all.
         files = {p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()}
-        assert files == referenced
+        assert files == (referenced if inline_body_max == 0 else set())
     finally:
         await store.close()

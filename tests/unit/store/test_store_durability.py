@@ -189,7 +189,7 @@ async def test_backup_and_restore_while_delivering(
 
 
 async def test_restore_refuses_damaged_blob(store_factory: StoreFactory, tmp_path: Path) -> None:
-    store = store_factory()
+    store = store_factory(inline_body_max=0)  # a body file (test_store_inline_bodies: a row)
     await store.open()
     try:
         account_id = await _setup(store)

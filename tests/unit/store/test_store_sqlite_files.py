@@ -1,4 +1,7 @@
-"""What the SQLite backend leaves on disk: blob files, refcounts, orphans, schema version."""
+"""What the SQLite backend leaves on disk: blob files, refcounts, orphans, schema version.
+
+Bodies are kept as files here (inline_body_max=0); test_store_inline_bodies.py covers the
+bodies stored in the database."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ def blob_files(data: Path) -> set[str]:
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(tmp_path / "data", fsync=True)
+    store = SQLiteStore(tmp_path / "data", fsync=True, inline_body_max=0)
     await store.open()
     try:
         yield store
@@ -96,7 +99,7 @@ async def test_blob_freed_after_last_reference(sqlite_store: SQLiteStore) -> Non
 
 
 async def test_orphans_removed_at_open(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "data", fsync=False)
+    store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0)
     await store.open()
     alice = await _account(store)
     raw, parsed = make_message()
@@ -108,7 +111,7 @@ async def test_orphans_removed_at_open(tmp_path: Path) -> None:
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"never committed")
     (orphan.parent / f".{orphan.name}.1234.tmp").write_bytes(b"half")
-    store = SQLiteStore(tmp_path / "data", fsync=False)
+    store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0)
     await store.open()
     try:
         assert store.orphans_removed == 2
@@ -119,14 +122,14 @@ async def test_orphans_removed_at_open(tmp_path: Path) -> None:
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "data", fsync=False)
+    store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0)
     await store.open()
     await store.close()
     conn = sqlite3.connect(tmp_path / "data" / "postar.sqlite3")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
-    store = SQLiteStore(tmp_path / "data", fsync=False)
+    store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0)
     with pytest.raises(SchemaTooNew):
         await store.open()
     await store.close()
@@ -146,7 +149,7 @@ async def test_failed_delivery_leaves_no_file(sqlite_store: SQLiteStore) -> None
 
 async def test_data_dir_is_locked_while_open(sqlite_store: SQLiteStore, tmp_path: Path) -> None:
     await sqlite_store.backup(tmp_path / "b")
-    second = SQLiteStore(sqlite_store.data_dir, fsync=False)
+    second = SQLiteStore(sqlite_store.data_dir, fsync=False, inline_body_max=0)
     with pytest.raises(StoreError, match="in use"):
         await second.open()
     await second.close()
@@ -327,7 +330,7 @@ async def test_a_body_that_cannot_be_written_fails_alone(
 async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> None:
     # Entries are inserted after the batch's last job: one job's entry must still disappear
     # with a later job's drop of its blob, and a failed job must leave none.
-    store = SQLiteStore(tmp_path / "data", fsync=False, group_commit_window=0.5)
+    store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0, group_commit_window=0.5)
     await store.open()
     try:
         kept, dropped, failed = ("a" * 64, "b" * 64, "c" * 64)

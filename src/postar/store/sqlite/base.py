@@ -1,14 +1,18 @@
-"""The embedded store: SQLite (WAL) for metadata, content-addressed files for bodies.
+"""The embedded store: SQLite (WAL) for metadata and small bodies, content-addressed files
+for larger bodies.
 
 Theory of operation:
 - One writer thread owns the only write connection (writer.py) and commits in groups; every
   mutation here is a job function run there, inside its own SAVEPOINT. No other thread writes.
 - Readers use their own connections, one per thread of a small executor, each read a snapshot
   (BEGIN ... COMMIT around the queries of one call). WAL lets them run beside the writer.
-- Durability order for a new body: blob file and its directory fsynced (in the body thread,
+- A body of at most inline_body_max bytes is a row of blob_bodies, written by the metadata
+  job itself: COMMIT (synchronous=FULL fsyncs the WAL) makes body and rows durable at once,
+  and the caller's future resolves after it. Nothing is pinned or unlinked for it.
+- Durability order for a larger body: blob file and its directory fsynced (in the body thread,
   bodies.py, grouped with the other bodies that arrived meanwhile) -> metadata job submitted ->
-  COMMIT (synchronous=FULL fsyncs the WAL) -> caller's future resolved. A crash at any point
-  leaves every acknowledged message whole and at worst an orphan file, removed by open().
+  COMMIT -> caller's future resolved. A crash at any point leaves every acknowledged message
+  whole and at worst an orphan file, removed by open().
 - After COMMIT, in the writer thread: unreferenced blob files are unlinked, then changes are
   published on the event loop, then callers resume (call_soon_threadsafe keeps that order).
 - Lock order: BlobFiles._lock is the only lock, never held while waiting on SQLite.
@@ -63,7 +67,7 @@ from postar.store.model import (
     MailboxChange,
 )
 from postar.store.sqlite import ops, rows
-from postar.store.sqlite.blobs import BlobFiles
+from postar.store.sqlite.blobs import BlobFiles, blob_id_of
 from postar.store.sqlite.bodies import BodyWriter
 from postar.store.sqlite.schema import migrate
 from postar.store.sqlite.writer import Tx, Writer, _Outcome
@@ -75,6 +79,11 @@ DB_NAME = "postar.sqlite3"
 BLOB_DIR = "blobs"
 LOCK_NAME = "postar.lock"
 GUESTS_LOCK_NAME = "postar.guests"
+# The blobs whose bytes are files, not rows of blob_bodies.
+FILE_BLOB_IDS = "SELECT id FROM blobs WHERE num NOT IN (SELECT num FROM blob_bodies)"
+WRITER_LOCK_NAME = "postar.writer"  # writers of all processes take turns on it (writer.py)
+# Bodies up to this size are stored in the database ([store] inline_body_max).
+INLINE_BODY_MAX = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +96,9 @@ class _Body:
     search: tuple[str, str] | None
     message_id: str | None
     refs: tuple[str, ...]
+    # The bytes of a body stored in the database (at most inline_body_max): not a file, not
+    # pinned; its metadata job writes them with its rows, under the same COMMIT.
+    inline: bytes | None = None
 
 
 class SQLiteBase(Store):
@@ -98,6 +110,7 @@ class SQLiteBase(Store):
         *,
         fsync: bool = True,
         group_commit_window: float = 0.0,
+        inline_body_max: int = INLINE_BODY_MAX,
         default_quota: int = 0,
         readers: int = 4,
         beside_owner: bool = False,
@@ -112,6 +125,7 @@ class SQLiteBase(Store):
         self.db_path = self.data_dir / DB_NAME
         self.fsync = fsync
         self.group_commit_window = group_commit_window
+        self.inline_body_max = inline_body_max
         self.default_quota = default_quota
         self._reader_count = readers
         self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
@@ -159,6 +173,7 @@ class SQLiteBase(Store):
             window=self.group_commit_window,
             after_commit=self._after_commit,
             blob_present=self._blobs.present if self._guest else None,
+            turn_lock=str(self.data_dir / WRITER_LOCK_NAME),
         )
         await asyncio.to_thread(writer.start)
         self._writer = writer
@@ -195,7 +210,7 @@ class SQLiteBase(Store):
             # Read under the lock: no guest commits a new reference while we sweep.
             conn = self._connect(readonly=True)
             try:
-                referenced = {r[0] for r in conn.execute("SELECT id FROM blobs")}
+                referenced = {r[0] for r in conn.execute(FILE_BLOB_IDS)}
             finally:
                 conn.close()
             self.orphans_removed = self._blobs.sweep(referenced)
@@ -379,25 +394,20 @@ class SQLiteBase(Store):
         await self._write(lambda tx: None, frees=tuple(blob_ids))
 
     async def _store_body(self, raw: bytes, parsed: ParsedMessage | None) -> _Body:
-        """Hash, write and fsync the body file (in the body thread, grouped with the bodies
-        that arrive meanwhile); returns it pinned (see blobs.py)."""
+        """A small body is only hashed: its job stores the bytes with its rows. A larger one is
+        hashed, written and fsynced as a file (in the body thread, grouped with the bodies that
+        arrive meanwhile) and returned pinned (see blobs.py)."""
         if self._bodies is None:
             raise StoreError("store is not open")
+        if self.inline_body_max and len(raw) <= self.inline_body_max:  # 0: no body inline
+            # Why in the database: one WAL fsync then covers body and rows, and a delivery
+            # costs one hand-off to the writer thread instead of two (body thread, then
+            # writer) plus a file, its directory entry and their fsync round.
+            return _Body(blob_id_of(raw), len(raw), *self._describe(raw, parsed), inline=raw)
         future = self._bodies.submit(raw)
         # The stored parse is serialised while the body thread hashes and writes.
         try:
-            body = _Body(
-                blob_id="",
-                size=len(raw),
-                parsed=dumps(parsed) if parsed is not None else None,
-                search=(parsed.search_headers, parsed.search_body) if parsed is not None else None,
-                message_id=ops.message_id_of(parsed.envelope.message_id) if parsed else None,
-                refs=tuple(
-                    ops.referenced_ids(parsed.envelope.in_reply_to, raw[: parsed.root.body_start])
-                )
-                if parsed is not None
-                else (),
-            )
+            body = _Body("", len(raw), *self._describe(raw, parsed))
         except BaseException:
             future.cancel()  # the body thread drops the pin of a cancelled future
             raise
@@ -408,7 +418,23 @@ class SQLiteBase(Store):
             raise StoreError(f"cannot store the message body: {exc}") from exc
         return dataclasses.replace(body, blob_id=blob_id)
 
+    @staticmethod
+    def _describe(
+        raw: bytes, parsed: ParsedMessage | None
+    ) -> tuple[bytes | None, tuple[str, str] | None, str | None, tuple[str, ...]]:
+        """What the blob row and the message rows keep of the parse (the _Body fields)."""
+        if parsed is None:
+            return None, None, None, ()
+        return (
+            dumps(parsed),
+            (parsed.search_headers, parsed.search_body),
+            ops.message_id_of(parsed.envelope.message_id),
+            tuple(ops.referenced_ids(parsed.envelope.in_reply_to, raw[: parsed.root.body_start])),
+        )
+
     async def _write_with_body(self, body: _Body, fn: Callable[[Tx], T]) -> T:
+        if body.inline is not None:
+            return await self._write(fn)  # nothing pinned: the bytes travel with the job
         try:
             if self._writer is None:
                 raise StoreError("store is not open")
@@ -426,9 +452,10 @@ class SQLiteBase(Store):
 
     # ---- maintenance ---------------------------------------------------------------------------
     async def backup(self, dest: Path) -> None:
-        """dest/postar.sqlite3 from SQLite's online backup (one consistent snapshot) plus
-        dest/blobs/ with a hard link (or, across file systems, a copy) of every blob that
-        snapshot references. Frees of blob files wait until the links are made."""
+        """dest/postar.sqlite3 from SQLite's online backup (one consistent snapshot, with the
+        bodies stored in the database) plus dest/blobs/ with a hard link (or, across file
+        systems, a copy) of every body file that snapshot references. Frees of blob files wait
+        until the links are made."""
         dest = Path(dest)
         self._blobs.hold()
         try:
@@ -447,7 +474,7 @@ class SQLiteBase(Store):
         copy = sqlite3.connect(target, isolation_level=None)
         try:
             source.backup(copy)  # pages=-1: the whole database in one step, one snapshot
-            ids = [r[0] for r in copy.execute("SELECT id FROM blobs")]
+            ids = [r[0] for r in copy.execute(FILE_BLOB_IDS)]
         finally:
             copy.close()
             source.close()

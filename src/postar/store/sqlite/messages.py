@@ -30,8 +30,8 @@ from postar.store.sqlite import ops, rows
 from postar.store.sqlite.base import SQLiteBase
 from postar.store.sqlite.writer import Tx
 
-# Blob reads up to this size run on the event loop thread (see read_blob).
-INLINE_BLOB_READ = 256 * 1024
+# File reads up to this size run on the event loop thread (see read_blob).
+LOOP_FILE_READ = 256 * 1024
 # Reads of at most this many message rows run on the event loop's thread: a few hundred
 # indexed rows cost less there than the hop to a reader thread and back (~60 us of CPU).
 INLINE_ROWS = 256
@@ -104,7 +104,15 @@ class MessageOps(SQLiteBase):
                 accepted.append((account_id, mailbox, flags))
             if not accepted:
                 raise QuotaExceeded("every recipient is over quota")
-            ops.add_blob_ref(tx, body.blob_id, body.size, len(accepted), body.parsed, body.search)
+            ops.add_blob_ref(
+                tx,
+                body.blob_id,
+                body.size,
+                len(accepted),
+                body.parsed,
+                body.search,
+                inline=body.inline,
+            )
             delivered: list[Delivered] = []
             threads: dict[int, str] = {}
             for account_id, mailbox, flags in accepted:
@@ -147,7 +155,9 @@ class MessageOps(SQLiteBase):
             if owner != account_id:
                 raise NotFound(f"mailbox {mailbox_id} is not account {account_id}'s")
             ops.check_quota(tx, account_id, body.size)
-            ops.add_blob_ref(tx, body.blob_id, body.size, 1, body.parsed, body.search)
+            ops.add_blob_ref(
+                tx, body.blob_id, body.size, 1, body.parsed, body.search, inline=body.inline
+            )
             modseq = tx.modseq(account_id)
             email_id = ops.new_email_id()
             thread_id = ops.thread_for(tx, account_id, body.message_id, body.refs)
@@ -271,8 +281,13 @@ class MessageOps(SQLiteBase):
             raise ValueError("negative blob range")
         if self._executor is None:
             raise StoreError("store is not open")
+        # A body stored in the database (inline_body_max, base.py) is one indexed row, read
+        # on the loop's thread like the other point lookups; any other is a file.
+        stored = self._read_point(lambda conn: rows.stored_body(conn, blob_id, start, length))
+        if stored is not None:
+            return stored
         try:
-            if length is not None and length <= INLINE_BLOB_READ:
+            if length is not None and length <= LOOP_FILE_READ:
                 # A bounded read (POP3 and IMAP ask in 64 KiB pieces) is a pread from the page
                 # cache, cheaper on the loop's thread than a hop to the pool and back.
                 return self._blobs.read(blob_id, start, length)

@@ -171,18 +171,22 @@ def add_blob_ref(
     count: int,
     parsed: bytes | None = None,
     search: tuple[str, str] | None = None,
+    inline: bytes | None = None,
 ) -> None:
     """Add count references to a blob, creating its row (and full-text entry) on first use. A
-    body first stored by the queue (no parse) gets its parse when a mailbox first holds it."""
+    body first stored by the queue (no parse) gets its parse when a mailbox first holds it.
+    inline: the bytes of a small body, stored in blob_bodies with a new row (no file)."""
     row = tx.one("SELECT num, parsed IS NULL FROM blobs WHERE id = ?", (blob_id,))
     if row is None:
-        if tx.blob_present is not None and not tx.blob_present(blob_id):
+        if inline is None and tx.blob_present is not None and not tx.blob_present(blob_id):
             # A guest's body, unlinked by the owner after the guest wrote it (base.py).
             raise StoreError(f"blob {blob_id} vanished before its commit; try again")
         num = tx.one(
             "INSERT INTO blobs (id, size, refcount, parsed) VALUES (?, ?, ?, ?) RETURNING num",
             (blob_id, size, count, parsed),
         )[0]
+        if inline is not None:
+            tx.execute("INSERT INTO blob_bodies (num, body) VALUES (?, ?)", (num, inline))
         needs_index = parsed is not None
     else:
         num = row[0]
@@ -196,7 +200,8 @@ def add_blob_ref(
 
 
 def drop_blob_refs(tx: Tx, counts: Counter[str]) -> None:
-    """Remove references; a blob left with none loses its row now and its file after COMMIT."""
+    """Remove references; a blob left with none loses its row (and its bytes, if stored in
+    the database) now, and its file, if it has one, after COMMIT."""
     for blob_id, count in counts.items():
         row = tx.one(
             "UPDATE blobs SET refcount = refcount - ? WHERE id = ? RETURNING num, refcount",
@@ -212,7 +217,8 @@ def drop_blob_refs(tx: Tx, counts: Counter[str]) -> None:
                 tx.execute("DELETE FROM blob_text WHERE rowid = ?", (num,))
                 tx.unindex(num)  # and not by an earlier job of the batch either
             tx.execute("DELETE FROM blobs WHERE num = ?", (num,))
-            tx.unreferenced.append(blob_id)
+            if tx.execute("DELETE FROM blob_bodies WHERE num = ?", (num,)).rowcount == 0:
+                tx.unreferenced.append(blob_id)  # its bytes are a file, unlinked after COMMIT
 
 
 def insert_message(

@@ -44,7 +44,7 @@ class QueueOps(SQLiteBase):
         body = await self._store_body(raw, None)
 
         def job(tx: Tx) -> QueueEntry:
-            ops.add_blob_ref(tx, body.blob_id, body.size, 1)
+            ops.add_blob_ref(tx, body.blob_id, body.size, 1, inline=body.inline)
             entry_id = int(
                 tx.one(
                     "INSERT INTO queue (sender, recipients, blob_id, created, next_attempt, ret, "

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from postar.store.interface import StoreError
 from postar.store.model import (
     Account,
     Alias,
@@ -207,3 +208,26 @@ def queue_entry(row: Sequence[Any]) -> QueueEntry:
         auth_user=row[10],
         extra=json.loads(row[11]),
     )
+
+
+def stored_body(
+    conn: sqlite3.Connection, blob_id: str, start: int, length: int | None
+) -> bytes | None:
+    """Bytes [start, start+length) of a body kept in blob_bodies; None if it is a file (or
+    gone). SQLite's substr() counts bytes in a BLOB, from 1."""
+    if length is None:
+        sql, params = "substr(body, ?)", (start + 1,)
+    else:
+        sql, params = "substr(body, ?, ?)", (start + 1, length)
+    row = conn.execute(
+        f"SELECT {sql} FROM blob_bodies WHERE num = (SELECT num FROM blobs WHERE id = ?)",
+        (*params, blob_id),
+    ).fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    if value is None:  # substr() of an empty BLOB is NULL
+        return b""
+    if not isinstance(value, bytes):  # the table is STRICT: only a damaged file gets here
+        raise StoreError(f"the stored body of blob {blob_id} is not a BLOB")
+    return value

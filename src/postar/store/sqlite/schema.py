@@ -65,8 +65,9 @@ CREATE TABLE subscriptions (
     PRIMARY KEY (account_id, name)
 ) WITHOUT ROWID;
 
--- One row per distinct body; the file is blobs/ab/cd/<id>. refcount counts message rows and
--- queue entries. num is the full-text index's rowid.
+-- One row per distinct body; the bytes are in blob_bodies (small bodies, v4) or the file
+-- blobs/ab/cd/<id>. refcount counts message rows and queue entries. num is the full-text
+-- index's rowid.
 CREATE TABLE blobs (
     num INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,                 -- sha256 hex of the bytes
@@ -144,7 +145,17 @@ DROP TABLE blob_text;
 ALTER TABLE blob_text_v3 RENAME TO blob_text;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+_V4 = """
+-- Small bodies live in the database, committed in the same transaction (and the same WAL
+-- fsync) as the rows that reference them: no file, no directory entry and no second fsync
+-- round per message. Larger bodies stay files under blobs/. num = blobs.num.
+CREATE TABLE blob_bodies (
+    num INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+) STRICT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -8,6 +8,14 @@ Theory of operation:
   and gets its exception), COMMIT. One fsync of the WAL covers the whole batch.
 - Only after COMMIT returns: blob files left unreferenced are freed, changes are published and
   futures are resolved, in that order, through loop.call_soon_threadsafe.
+- Several processes write one database (the server, its SMTP workers, a management command).
+  Each writer holds an flock on the turn lock file from BEGIN IMMEDIATE until its after-commit
+  work is done; a writer that finds it taken looks again every 0.1 to 1 ms. Without it, a
+  writer that finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 ms ...)
+  whatever the holder's commit takes, and a core idles meanwhile: SMTP delivery with two
+  worker processes ran about 15% slower. Polling, not a blocking flock, so a stopped holder
+  costs the busy timeout, as SQLite's lock would, and not a hang. A process that dies lets go
+  with its descriptor.
 - Jobs run strictly one after another; they see each other's effects in batch order, except
   full-text index entries (Tx.index_later), which are inserted after the last job and before
   COMMIT: in the same transaction, so they are durable and visible together with their blobs.
@@ -16,7 +24,9 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -31,6 +41,11 @@ from postar.store.model import MailboxChange
 T = TypeVar("T")
 log = logging.getLogger("postar.store")
 
+# The turn lock (module docstring): a blocked writer looks again after 0.1 ms, doubling up to
+# 1 ms, and after the busy timeout SQLite would wait it goes ahead without.
+TURN_POLL_FIRST = 0.0001
+TURN_POLL_MAX = 0.001
+TURN_TIMEOUT = 30.0
 MAX_BATCH = 512  # jobs per transaction: bounds the latency a huge burst adds to its first job
 
 
@@ -121,8 +136,10 @@ class Writer:
         window: float,
         after_commit: AfterCommit,
         blob_present: Callable[[str], bool] | None = None,
+        turn_lock: str | None = None,
     ) -> None:
         self._connect = connect
+        self._turn_lock_path = turn_lock
         self._blob_present = blob_present
         self._window = window
         self._after_commit = after_commit
@@ -166,15 +183,33 @@ class Writer:
             self._start_error = exc
             self._started.set()
             return
+        turn: int | None = None
+        try:
+            if self._turn_lock_path is not None:
+                turn = os.open(self._turn_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            conn.close()
+            self._start_error = exc
+            self._started.set()
+            return
         self._started.set()
         try:
             stopping = False
             while not stopping:
                 batch, stopping = self._gather()
-                if batch:
-                    self._commit(conn, batch)
+                if not batch:
+                    continue
+                held = turn is not None and _take_turn(turn)
+                try:
+                    outcomes = self._commit(conn, batch)
+                finally:
+                    if held:
+                        fcntl.flock(turn, fcntl.LOCK_UN)
+                _resolve(outcomes)
         finally:
             conn.close()
+            if turn is not None:
+                os.close(turn)
 
     def _gather(self) -> tuple[list[_Job[Any]], bool]:
         first = self._queue.get()
@@ -197,7 +232,9 @@ class Writer:
             batch.append(item)
         return batch, False
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> list[_Outcome]:
+        """Run the batch in one transaction and the after-commit work; the caller resolves
+        the outcomes (after letting go of the turn lock)."""
         outcomes: list[_Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -233,8 +270,31 @@ class Writer:
             outcomes = [_Outcome(job, Tx(conn), error=exc) for job in batch]
         try:
             self._after_commit(conn, outcomes)
-        finally:
-            _resolve(outcomes)
+        except Exception as exc:  # a bug there must not leave the callers hanging
+            log.error("store after-commit failed", extra={"error": repr(exc)})
+        return outcomes
+
+
+def _take_turn(fd: int) -> bool:
+    """Wait for the turn lock, polling, for at most TURN_TIMEOUT; False if not taken (the
+    batch then goes ahead, and SQLite's own lock and busy timeout arbitrate as without it)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    deadline = time.monotonic() + TURN_TIMEOUT
+    delay = TURN_POLL_FIRST
+    while True:
+        time.sleep(delay)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                log.warning("store writer turn not taken", extra={"waited": TURN_TIMEOUT})
+                return False
+            delay = min(delay * 2, TURN_POLL_MAX)
 
 
 def _resolve(outcomes: list[_Outcome]) -> None:
