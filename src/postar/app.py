@@ -69,7 +69,7 @@ async def open_services(
     config: Config, filters: FilterPipeline | None = None, *, guest_only: bool = False
 ) -> Services:
     """guest_only: a worker process's services, beside the serving process's (store guest)."""
-    store = open_store_backend(config, guest_only=guest_only)
+    store = open_store_backend(config, guest_only=guest_only, serving=not guest_only)
     await store.open()
     return Services(
         config=config,

@@ -400,11 +400,16 @@ class Store(abc.ABC):
 
 
 def open_store_backend(
-    config: object, *, beside_owner: bool = False, guest_only: bool = False
+    config: object,
+    *,
+    beside_owner: bool = False,
+    guest_only: bool = False,
+    serving: bool = False,
 ) -> Store:
     """The backend named by config.store.backend. beside_owner: may open while a running
     server holds the data directory (management commands); guest_only: only while one does
-    (a worker process of that server)."""
+    (a worker process of that server); serving: the server itself, which also does the
+    store's background work (the SQLite full-text index)."""
     from postar.config import Config
 
     assert isinstance(config, Config)
@@ -419,5 +424,6 @@ def open_store_backend(
             default_quota=config.store.default_quota,
             beside_owner=beside_owner,
             guest_only=guest_only,
+            index_in_background=serving,
         )
     raise StoreError(f"unknown store backend {config.store.backend!r}")

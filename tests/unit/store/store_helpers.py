@@ -6,6 +6,7 @@ A backend joins the suite by adding its name to BACKENDS and a branch to make_st
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,3 +106,25 @@ def make_message(
         search_body=body,
     )
     return raw, parsed
+
+
+def downgrade_to_v3(db_path: Path) -> None:
+    """Turn a closed store's database into what schema v3 looked like: every body a file
+    (no blob_bodies) and the texts inside the full-text index itself (no blob_search)."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for statement in (
+            "DROP TABLE blob_bodies",
+            "CREATE VIRTUAL TABLE old_text USING fts5(headers, body, tokenize = 'trigram', "
+            "detail = 'none')",
+            "INSERT INTO old_text (rowid, headers, body) SELECT num, headers, body "
+            "FROM blob_search",
+            "DROP TABLE blob_text",
+            "DROP TABLE blob_search",
+            "DROP TABLE blob_unindexed",
+            "ALTER TABLE old_text RENAME TO blob_text",
+            "PRAGMA user_version = 3",
+        ):
+            conn.execute(statement)
+    finally:
+        conn.close()

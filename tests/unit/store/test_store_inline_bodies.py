@@ -20,7 +20,7 @@ from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.base import INLINE_BODY_MAX
 from postar.store.sqlite.blobs import BlobFiles, blob_id_of
 from postar.store.sqlite.schema import SCHEMA_VERSION
-from tests.unit.store.store_helpers import make_message
+from tests.unit.store.store_helpers import downgrade_to_v3, make_message
 
 SMALL_MAX = 4096  # small enough that a padded message crosses it
 
@@ -284,11 +284,7 @@ async def test_v3_database_gains_the_table_and_keeps_its_files(tmp_path: Path) -
     old, old_parsed = make_message("from before v4")
     await store.deliver(old, old_parsed, [DeliveryTarget(alice.id)])
     await store.close()
-    # What a v3 database looks like: no blob_bodies, every body a file.
-    with contextlib.closing(sqlite3.connect(data / "postar.sqlite3")) as conn:
-        conn.execute("DROP TABLE blob_bodies")
-        conn.execute("PRAGMA user_version = 3")
-        conn.commit()
+    downgrade_to_v3(data / "postar.sqlite3")  # no blob_bodies: every body a file
     assert blob_files(data) == {blob_id_of(old)}
 
     store = _store(data)

@@ -179,8 +179,9 @@ def test_v2_migration_leaves_existing_messages_unrecent() -> None:
     assert conn.execute("SELECT recent_uid FROM mailboxes").fetchone()[0] == 7
 
 
-def test_v3_migration_keeps_indexed_texts_searchable() -> None:
-    # The index loses its positions (detail=none): texts indexed before must still be found.
+def test_v3_and_v5_migrations_keep_indexed_texts_searchable() -> None:
+    # v3: the index loses its positions (detail=none); v5: the texts move to blob_search and
+    # wait for the background indexer. A text indexed before must be found at every step.
     from postar.store.sqlite.schema import MIGRATIONS, _statements, migrate
 
     conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -190,12 +191,16 @@ def test_v3_migration_keeps_indexed_texts_searchable() -> None:
     conn.execute("PRAGMA user_version = 2")
     conn.execute("INSERT INTO blob_text (rowid, headers, body) VALUES (7, 'Subject: x', 'Köln')")
     assert migrate(conn) == 2
+    assert conn.execute("SELECT num, body FROM blob_search").fetchall() == [(7, "Köln")]
+    assert conn.execute("SELECT num FROM blob_unindexed").fetchall() == [(7,)]
+    assert ops.index_pending(Tx(conn), 10) == 1
     hits = conn.execute(
         "SELECT rowid, body FROM blob_text WHERE blob_text MATCH ?", (trigram_query("KÖLN"),)
     )
     assert hits.fetchall() == [(7, "Köln")]
+    assert conn.execute("SELECT count(*) FROM blob_unindexed").fetchone()[0] == 0
     ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'blob_text'").fetchone()[0]
-    assert "detail = 'none'" in ddl
+    assert "detail = 'none'" in ddl and "content = 'blob_search'" in ddl
 
 
 def test_trigram_query() -> None:
@@ -328,8 +333,9 @@ async def test_a_body_that_cannot_be_written_fails_alone(
 
 
 async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> None:
-    # Entries are inserted after the batch's last job: one job's entry must still disappear
-    # with a later job's drop of its blob, and a failed job must leave none.
+    # Texts are stored by each job and indexed later: one job's text must still disappear
+    # with a later job's drop of its blob, a failed job must leave none, and the index must
+    # forget a text when its blob goes after it was indexed.
     store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0, group_commit_window=0.5)
     await store.open()
     try:
@@ -340,7 +346,7 @@ async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> N
 
         def fail(tx: Tx) -> None:
             add(failed, "gamma words")(tx)
-            raise QuotaExceeded("this job fails after indexing")
+            raise QuotaExceeded("this job fails after storing its text")
 
         commits = store.commit_count
         results = await asyncio.gather(
@@ -352,15 +358,21 @@ async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> N
         )
         assert store.commit_count - commits == 1  # one batch
         assert isinstance(results[3], QuotaExceeded)
-        conn = sqlite3.connect(store.db_path)
+        conn = sqlite3.connect(store.db_path, isolation_level=None)
         try:
-            indexed = conn.execute("SELECT b.id FROM blob_text t JOIN blobs b ON b.num = t.rowid")
-            assert [r[0] for r in indexed] == [kept]
-            assert conn.execute("SELECT count(*) FROM blob_text").fetchone()[0] == 1
-            hits = conn.execute(
-                "SELECT rowid FROM blob_text WHERE blob_text MATCH ?", (trigram_query("alpha"),)
-            )
-            assert len(hits.fetchall()) == 1
+            texts = "SELECT b.id FROM blob_search t JOIN blobs b ON b.num = t.num"
+            waiting = "SELECT b.id FROM blob_unindexed u JOIN blobs b ON b.num = u.num"
+            assert [r[0] for r in conn.execute(texts)] == [kept]
+            assert [r[0] for r in conn.execute(waiting)] == [kept]
+            assert await store.index_pending(100) == 1
+            assert conn.execute(waiting).fetchall() == []
+            match = "SELECT rowid FROM blob_text WHERE blob_text MATCH ?"
+            assert len(conn.execute(match, (trigram_query("alpha"),)).fetchall()) == 1
+            await store._write(lambda tx: ops.drop_blob_refs(tx, Counter({kept: 1})))
+            assert conn.execute(match, (trigram_query("alpha"),)).fetchall() == []
+            assert conn.execute(texts).fetchall() == []
+            # External content: the index holds exactly the entries of blob_search's rows.
+            conn.execute("INSERT INTO blob_text (blob_text) VALUES ('integrity-check')")
         finally:
             conn.close()
     finally:

@@ -66,7 +66,7 @@ from postar.store.interface import (
 from postar.store.model import (
     MailboxChange,
 )
-from postar.store.sqlite import ops, rows
+from postar.store.sqlite import indexer, ops, rows
 from postar.store.sqlite.blobs import BlobFiles, blob_id_of
 from postar.store.sqlite.bodies import BodyWriter
 from postar.store.sqlite.schema import migrate
@@ -115,6 +115,7 @@ class SQLiteBase(Store):
         readers: int = 4,
         beside_owner: bool = False,
         guest_only: bool = False,
+        index_in_background: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.beside_owner = beside_owner or guest_only
@@ -126,6 +127,9 @@ class SQLiteBase(Store):
         self.fsync = fsync
         self.group_commit_window = group_commit_window
         self.inline_body_max = inline_body_max
+        # The serving process keeps the full-text index current (indexer.py); a guest never.
+        self.index_in_background = index_in_background
+        self._indexer: asyncio.Task[None] | None = None
         self.default_quota = default_quota
         self._reader_count = readers
         self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
@@ -181,6 +185,26 @@ class SQLiteBase(Store):
         self._bodies.start()
         self._executor = ThreadPoolExecutor(
             max_workers=self._reader_count, thread_name_prefix="postar-store-reader"
+        )
+        if self.index_in_background and not self._guest:
+            self._indexer = asyncio.create_task(
+                indexer.index_in_background(self._unindexed_count, self.index_pending)
+            )
+            self._indexer.add_done_callback(_report_crash)
+
+    async def index_pending(self, limit: int) -> int:
+        """Add up to limit texts waiting for the full-text index to it, in one transaction;
+        returns how many (indexer.py runs this in the background)."""
+        return await self._write(lambda tx: ops.index_pending(tx, limit))
+
+    def _unindexed_count(self, limit: int) -> int:
+        """How many texts wait for the full-text index, counted up to limit."""
+        return int(
+            self._read_point(
+                lambda conn: conn.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM blob_unindexed LIMIT ?)", (limit,)
+                ).fetchone()[0]
+            )
         )
 
     def _open_files(self) -> None:
@@ -246,6 +270,11 @@ class SQLiteBase(Store):
                 setattr(self, name, None)
 
     async def close(self) -> None:
+        if self._indexer is not None:
+            self._indexer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._indexer
+            self._indexer = None
         if self._queue_poller is not None:
             self._queue_poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -495,3 +524,9 @@ class SQLiteBase(Store):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A bug in the background indexer is logged, not left for garbage collection to find."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("store indexer stopped", extra={"error": repr(task.exception())})

@@ -409,12 +409,14 @@ class MessageOps(SQLiteBase):
                 # MATERIALIZED makes SQLite run the MATCH once and join its hits to the
                 # mailbox; left to itself it walked the mailbox and evaluated MATCH per row
                 # (2.7 s for 20,000 messages, against under 1 ms this way).
+                # Texts the background indexer has not reached yet are all candidates.
                 rows = conn.execute(
                     "WITH hits AS MATERIALIZED "
-                    "(SELECT rowid AS num FROM blob_text WHERE blob_text MATCH ?) "
+                    "(SELECT rowid AS num FROM blob_text WHERE blob_text MATCH ? "
+                    "UNION SELECT num FROM blob_unindexed) "
                     f"SELECT {columns} FROM hits JOIN blobs b ON b.num = hits.num "
                     "JOIN messages m ON m.blob_id = b.id "
-                    "JOIN blob_text t ON t.rowid = hits.num WHERE m.mailbox_id = ?" + check,
+                    "JOIN blob_search t ON t.num = hits.num WHERE m.mailbox_id = ?" + check,
                     (query, mailbox_id, *like),
                 )
             else:
@@ -422,7 +424,7 @@ class MessageOps(SQLiteBase):
                 rows = conn.execute(
                     f"SELECT {columns} FROM messages m "
                     "JOIN blobs b ON b.id = m.blob_id "
-                    "JOIN blob_text t ON t.rowid = b.num WHERE m.mailbox_id = ?" + check,
+                    "JOIN blob_search t ON t.num = b.num WHERE m.mailbox_id = ?" + check,
                     (mailbox_id, *like),
                 )
             if check:

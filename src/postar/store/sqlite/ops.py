@@ -196,7 +196,9 @@ def add_blob_ref(
             (count, parsed, num),
         )
     if needs_index and search is not None:
-        tx.index_later(num, *search)
+        # Searchable now (a search checks unindexed texts directly); indexed in the background.
+        tx.execute("INSERT INTO blob_search (num, headers, body) VALUES (?, ?, ?)", (num, *search))
+        tx.execute("INSERT INTO blob_unindexed (num) VALUES (?)", (num,))
 
 
 def drop_blob_refs(tx: Tx, counts: Counter[str]) -> None:
@@ -211,11 +213,14 @@ def drop_blob_refs(tx: Tx, counts: Counter[str]) -> None:
             continue
         num, refcount = row
         if refcount <= 0:
-            if num in tx.index:
-                tx.unindex(num)  # indexed by this job: nothing was written yet
-            else:
-                tx.execute("DELETE FROM blob_text WHERE rowid = ?", (num,))
-                tx.unindex(num)  # and not by an earlier job of the batch either
+            if tx.execute("DELETE FROM blob_unindexed WHERE num = ?", (num,)).rowcount == 0:
+                # In the index, which (external content) is told the text it indexed.
+                tx.execute(
+                    "INSERT INTO blob_text (blob_text, rowid, headers, body) "
+                    "SELECT 'delete', num, headers, body FROM blob_search WHERE num = ?",
+                    (num,),
+                )
+            tx.execute("DELETE FROM blob_search WHERE num = ?", (num,))
             tx.execute("DELETE FROM blobs WHERE num = ?", (num,))
             if tx.execute("DELETE FROM blob_bodies WHERE num = ?", (num,)).rowcount == 0:
                 tx.unreferenced.append(blob_id)  # its bytes are a file, unlinked after COMMIT
@@ -363,3 +368,17 @@ def copy_messages(
     if move:
         remove_messages(tx, src_account, mailbox_id, [uid for uid, _ in pairs])
     return pairs
+
+
+def index_pending(tx: Tx, limit: int) -> int:
+    """Add up to limit unindexed texts to the full-text index; returns how many."""
+    nums = [r[0] for r in tx.execute("SELECT num FROM blob_unindexed LIMIT ?", (limit,))]
+    for part in chunks(nums):
+        marks = placeholders(len(part))
+        tx.execute(
+            "INSERT INTO blob_text (rowid, headers, body) "
+            f"SELECT num, headers, body FROM blob_search WHERE num IN ({marks})",
+            part,
+        )
+        tx.execute(f"DELETE FROM blob_unindexed WHERE num IN ({marks})", part)
+    return len(nums)

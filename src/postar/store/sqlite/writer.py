@@ -16,9 +16,7 @@ Theory of operation:
   worker processes ran about 15% slower. Polling, not a blocking flock, so a stopped holder
   costs the busy timeout, as SQLite's lock would, and not a hang. A process that dies lets go
   with its descriptor.
-- Jobs run strictly one after another; they see each other's effects in batch order, except
-  full-text index entries (Tx.index_later), which are inserted after the last job and before
-  COMMIT: in the same transaction, so they are durable and visible together with their blobs.
+- Jobs run strictly one after another; they see each other's effects in batch order.
 """
 
 from __future__ import annotations
@@ -61,24 +59,7 @@ class Tx:
         self.blob_present = blob_present
         self.changes: dict[int, MailboxChange] = {}  # by mailbox id, newest wins
         self.unreferenced: list[str] = []  # blob ids whose last reference this job dropped
-        # Full-text rows to insert once every job of the batch has run (see index_later).
-        self.index: dict[int, tuple[str, str]] = {}
-        self.unindexed: set[int] = set()  # rows of earlier jobs' index() to forget
         self._modseq: dict[int, int] = {}
-
-    def index_later(self, num: int, headers: str, body: str) -> None:
-        """Index a blob's search text at the end of the batch, not inside this job's SAVEPOINT.
-
-        FTS5 writes out its pending terms whenever a savepoint opens, so an entry inserted
-        inside each job was flushed as its own small segment, job after job: about twice the
-        work of inserting the batch's entries together before COMMIT, in the same transaction.
-        """
-        self.index[num] = (headers, body)
-
-    def unindex(self, num: int) -> None:
-        """The blob's row is gone: drop its full-text entry, written or still pending."""
-        if self.index.pop(num, None) is None:
-            self.unindexed.add(num)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, tuple(params))
@@ -238,7 +219,6 @@ class Writer:
         outcomes: list[_Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            index: dict[int, tuple[str, str]] = {}
             for job in batch:
                 tx = Tx(conn, self._blob_present)
                 conn.execute("SAVEPOINT job")
@@ -251,14 +231,6 @@ class Writer:
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append(_Outcome(job, tx, result=result))
-                    for num in tx.unindexed:
-                        index.pop(num, None)
-                    index.update(tx.index)
-            if index:
-                conn.executemany(
-                    "INSERT INTO blob_text (rowid, headers, body) VALUES (?, ?, ?)",
-                    [(num, headers, body) for num, (headers, body) in index.items()],
-                )
             conn.execute("COMMIT")
             self.commits += 1
         except sqlite3.Error as exc:
