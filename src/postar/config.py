@@ -164,8 +164,8 @@ class StoreConfig:
     def __post_init__(self) -> None:
         # A stored body is read whole, on the event loop's thread (a point lookup): larger
         # bodies belong in files, which are read in pieces.
-        if not 0 <= self.inline_body_max <= 1024 * 1024:
-            raise ConfigError("store.inline_body_max must be between 0 and 1048576 bytes")
+        if not 0 <= self.inline_body_max <= 256 * 1024:
+            raise ConfigError("store.inline_body_max must be between 0 and 262144 bytes")
 
 
 @dataclass(frozen=True)

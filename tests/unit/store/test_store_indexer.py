@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from postar.store.interface import StoreError
 from postar.store.model import DeliveryTarget
 from postar.store.sqlite import indexer
 from postar.store.sqlite.backend import SQLiteStore
@@ -22,7 +23,7 @@ class _Backlog:
         self.waiting = 0
         self.chunks: list[int] = []
 
-    def pending(self, limit: int) -> int:
+    async def pending(self, limit: int) -> int:
         return min(self.waiting, limit)
 
     async def index(self, limit: int) -> int:
@@ -37,6 +38,7 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(indexer, "QUIET", 0.01)
     monkeypatch.setattr(indexer, "CHUNK", 10)
     monkeypatch.setattr(indexer, "MAX_BACKLOG", 100)
+    monkeypatch.setattr(indexer, "MAX_WAIT", 60.0)
 
 
 async def _run_for(backlog: _Backlog, rounds: int, arrivals: int = 0) -> None:
@@ -70,19 +72,34 @@ async def test_indexes_under_load_past_the_backlog_limit(fast: None) -> None:
     assert backlog.waiting <= indexer.MAX_BACKLOG + 5
 
 
+async def test_a_slow_trickle_is_indexed_every_max_wait(
+    fast: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexer, "MAX_WAIT", 0.05)
+    backlog = _Backlog()
+    await _run_for(backlog, rounds=20, arrivals=1)  # grows at every look: never quiet
+    assert backlog.chunks
+    assert backlog.waiting < 20
+
+
 async def test_a_store_failure_is_retried_later(fast: None) -> None:
     backlog = _Backlog()
     backlog.waiting = 5
-    failures = 2
+    failures = {"index": 2, "count": 2}
 
-    async def flaky(limit: int) -> int:
-        nonlocal failures
-        if failures:
-            failures -= 1
+    async def flaky_index(limit: int) -> int:
+        if failures["index"]:
+            failures["index"] -= 1
             raise sqlite3.OperationalError("database or disk is full")
         return await backlog.index(limit)
 
-    task = asyncio.create_task(indexer.index_in_background(backlog.pending, flaky))
+    async def flaky_count(limit: int) -> int:
+        if failures["count"]:
+            failures["count"] -= 1
+            raise StoreError("store is busy")
+        return await backlog.pending(limit)
+
+    task = asyncio.create_task(indexer.index_in_background(flaky_count, flaky_index))
     try:
         await wait_until(lambda: backlog.waiting == 0, timeout=5)
     finally:
@@ -109,6 +126,35 @@ async def test_serving_store_indexes_and_search_never_waits(tmp_path: Path, fast
         await wait_until(lambda: _unindexed(store) == 0, timeout=5)
         assert await store.search_text(d.mailbox_id, "ZEPPELIN", "body") == {d.uid}
         assert await store.search_text(d.mailbox_id, "zeppelins", "body") == set()
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("needle", "text", "found"),
+    [
+        ("Straße", "DIE STRASSE", False),  # casefold would say yes; the index says no
+        ("STRASSE", "die Straße", False),
+        ("straße", "DIE STRAßE", True),
+        ("\ufb01nal", "final", False),  # the "fi" ligature
+        ("KÖLN", "in köln", True),
+    ],
+)
+async def test_search_answers_the_same_before_and_after_indexing(
+    tmp_path: Path, needle: str, text: str, found: bool
+) -> None:
+    store = SQLiteStore(tmp_path / "data", fsync=False)
+    await store.open()
+    try:
+        await store.add_domain("example.org")
+        alice = await store.add_account("alice@example.org", "x", None)
+        raw, parsed = make_message("search", body=text)
+        [d] = await store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
+        expected = {d.uid} if found else set()
+        assert _unindexed(store) == 1
+        assert await store.search_text(d.mailbox_id, needle, "body") == expected
+        assert await store.index_pending(10) == 1
+        assert await store.search_text(d.mailbox_id, needle, "body") == expected
     finally:
         await store.close()
 

@@ -189,7 +189,10 @@ def test_v3_and_v5_migrations_keep_indexed_texts_searchable() -> None:
         for statement in _statements(script):
             conn.execute(statement)
     conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO blobs (num, id, size, refcount) VALUES (7, ?, 1, 1)", ("a" * 64,))
     conn.execute("INSERT INTO blob_text (rowid, headers, body) VALUES (7, 'Subject: x', 'Köln')")
+    # An entry whose blob is gone (the index outlived a row): not carried over.
+    conn.execute("INSERT INTO blob_text (rowid, headers, body) VALUES (8, 'Subject: y', 'Bonn')")
     assert migrate(conn) == 2
     assert conn.execute("SELECT num, body FROM blob_search").fetchall() == [(7, "Köln")]
     assert conn.execute("SELECT num FROM blob_unindexed").fetchall() == [(7,)]
@@ -371,8 +374,9 @@ async def test_full_text_entries_of_a_batch_follow_its_jobs(tmp_path: Path) -> N
             await store._write(lambda tx: ops.drop_blob_refs(tx, Counter({kept: 1})))
             assert conn.execute(match, (trigram_query("alpha"),)).fetchall() == []
             assert conn.execute(texts).fetchall() == []
-            # External content: the index holds exactly the entries of blob_search's rows.
-            conn.execute("INSERT INTO blob_text (blob_text) VALUES ('integrity-check')")
+            # External content: with rank 1 the check compares the index with blob_search's
+            # rows (and so fails on an entry left behind by a missing 'delete').
+            conn.execute("INSERT INTO blob_text (blob_text, rank) VALUES ('integrity-check', 1)")
         finally:
             conn.close()
     finally:

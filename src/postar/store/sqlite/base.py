@@ -22,7 +22,7 @@ Theory of operation:
   commands, the SMTP worker processes) may open while another process holds the lock: it is
   then a guest, which neither sweeps nor unlinks blob files (the owner may have pinned or be
   writing them); what it leaves unreferenced is an orphan the owner's next open() sweeps.
-  SQLite itself arbitrates the processes' writes.
+  Their writers take turns at the database (turns.py) under SQLite's own write lock.
 - Guests against the owner's frees: a guest's body file is not pinned in the owner, so the
   owner could unlink a file of the same content (its last message expunged) between the
   guest's write and the guest's COMMIT. Both sides decide under SQLite's write lock: the owner
@@ -81,7 +81,7 @@ LOCK_NAME = "postar.lock"
 GUESTS_LOCK_NAME = "postar.guests"
 # The blobs whose bytes are files, not rows of blob_bodies.
 FILE_BLOB_IDS = "SELECT id FROM blobs WHERE num NOT IN (SELECT num FROM blob_bodies)"
-WRITER_LOCK_NAME = "postar.writer"  # writers of all processes take turns on it (writer.py)
+WRITER_LOCK_NAME = "postar.writer"  # writers of all processes take turns on it (turns.py)
 # Bodies up to this size are stored in the database ([store] inline_body_max).
 INLINE_BODY_MAX = 64 * 1024
 
@@ -179,7 +179,11 @@ class SQLiteBase(Store):
             blob_present=self._blobs.present if self._guest else None,
             turn_lock=str(self.data_dir / WRITER_LOCK_NAME),
         )
-        await asyncio.to_thread(writer.start)
+        try:
+            await asyncio.to_thread(writer.start)
+        except BaseException:
+            self._unlock_data_dir()  # a store that failed to open holds nothing
+            raise
         self._writer = writer
         self._bodies = BodyWriter(self._blobs)
         self._bodies.start()
@@ -197,10 +201,11 @@ class SQLiteBase(Store):
         returns how many (indexer.py runs this in the background)."""
         return await self._write(lambda tx: ops.index_pending(tx, limit))
 
-    def _unindexed_count(self, limit: int) -> int:
-        """How many texts wait for the full-text index, counted up to limit."""
+    async def _unindexed_count(self, limit: int) -> int:
+        """How many texts wait for the full-text index, counted up to limit (a scan of up to
+        limit rows: in a reader thread, not on the loop)."""
         return int(
-            self._read_point(
+            await self._read(
                 lambda conn: conn.execute(
                     "SELECT count(*) FROM (SELECT 1 FROM blob_unindexed LIMIT ?)", (limit,)
                 ).fetchone()[0]

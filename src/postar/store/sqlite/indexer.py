@@ -2,17 +2,19 @@
 
 Theory of operation:
 - A delivery stores its searchable text in blob_search and lists it in blob_unindexed, in its
-  own transaction (ops.add_blob_ref); it does not touch the FTS5 index. A search treats every
-  unindexed text as a candidate and checks it directly, so results never depend on the index
-  being current, only the speed of a search does.
+  own transaction (ops.add_blob_ref); it does not touch the FTS5 index. A search treats the
+  unindexed texts of its mailbox as candidates and checks them directly, so results never
+  depend on the index being current, only the speed of a search does.
 - This task, in the serving process only (not in SMTP workers or management commands), looks
   at the backlog every QUIET seconds. While it grew since the last look, deliveries are coming
-  in and it waits, unless the backlog passed MAX_BACKLOG (then searches would slow down). Once
-  it stops growing, it indexes CHUNK texts per transaction until none are left or new ones
-  arrive again. Batches of hundreds cost FTS5 about half the work per text of the commits of
-  ten a busy SMTP intake makes, and a burst of deliveries is not slowed by indexing at all.
-- Each chunk is an ordinary writer job: it takes its turn with the deliveries (writer.py) and
-  holds the write lock for one chunk only.
+  in and it waits, unless the backlog passed MAX_BACKLOG or MAX_WAIT went by since the last
+  pass. Then it indexes CHUNK texts per transaction until none are left, or until new ones
+  arrive again below MAX_BACKLOG. Batches of hundreds cost FTS5 about half the work per text
+  of the commits of ten a busy SMTP intake makes, and a burst shorter than MAX_BACKLOG
+  messages is not slowed by indexing at all.
+- Each chunk is an ordinary writer job: it takes its turn with the deliveries (turns.py) and
+  holds the write lock for one chunk only. A failed pass (disk full) is logged and tried again
+  at the next look.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 
 from postar.store.interface import StoreError
@@ -28,31 +31,43 @@ log = logging.getLogger("postar.store")
 
 QUIET = 1.0  # seconds between looks at the backlog
 CHUNK = 200  # texts per transaction: some tens of milliseconds of the write lock
-MAX_BACKLOG = 20_000  # index even while deliveries keep coming
+MAX_BACKLOG = 2_000  # index even while deliveries keep coming: a search checks these directly
+MAX_WAIT = 10.0  # seconds: a slow trickle of deliveries is indexed at least this often
 
 
 async def index_in_background(
-    pending: Callable[[int], int], index: Callable[[int], Awaitable[int]]
+    pending: Callable[[int], Awaitable[int]], index: Callable[[int], Awaitable[int]]
 ) -> None:
     """Run until cancelled. pending(limit): the backlog, counted up to limit; index(n): index
     up to n texts in one transaction, returning how many."""
     seen = 0
+    last_pass = time.monotonic()
     while True:
         await asyncio.sleep(QUIET)
-        backlog = pending(MAX_BACKLOG + 1)
-        if backlog == 0 or seen < backlog <= MAX_BACKLOG:
-            seen = backlog  # empty, or deliveries are arriving: look again later
-            continue
-        indexed = 0
-        while backlog:
-            try:
-                done = await index(CHUNK)
-            except (StoreError, sqlite3.Error) as exc:  # disk full, say: try again later
-                log.warning("store indexing failed", extra={"error": str(exc)})
-                break
-            indexed += done
-            before, backlog = backlog, pending(MAX_BACKLOG + 1)
-            if done == 0 or (backlog > before - done and backlog <= MAX_BACKLOG):
-                break  # new deliveries: let them have the writer
-        seen = backlog
-        log.info("store texts indexed", extra={"count": indexed, "left": backlog})
+        try:
+            backlog = await pending(MAX_BACKLOG + 1)
+            overdue = time.monotonic() - last_pass > MAX_WAIT
+            if backlog == 0 or (seen < backlog <= MAX_BACKLOG and not overdue):
+                seen = backlog  # empty, or deliveries are arriving: look again later
+                continue
+            last_pass = time.monotonic()
+            seen = await _index_pass(backlog, pending, index)
+        except (StoreError, sqlite3.Error) as exc:  # disk full, say: try again later
+            log.warning("store indexing failed", extra={"error": str(exc)})
+
+
+async def _index_pass(
+    backlog: int,
+    pending: Callable[[int], Awaitable[int]],
+    index: Callable[[int], Awaitable[int]],
+) -> int:
+    """Index chunks until none are left or new deliveries come in; returns the backlog left."""
+    indexed = 0
+    while backlog:
+        done = await index(CHUNK)
+        indexed += done
+        before, backlog = backlog, await pending(MAX_BACKLOG + 1)
+        if done == 0 or (backlog > before - done and backlog <= MAX_BACKLOG):
+            break  # new deliveries: let them have the writer
+    log.info("store texts indexed", extra={"count": indexed, "left": backlog})
+    return backlog

@@ -60,10 +60,14 @@ def trigram_query(text: str) -> str | None:
 
 
 def text_matches(needle: str, where: str, headers: str, body: str) -> bool:
-    """IMAP's case-insensitive substring match (RFC 9051 6.4.4) of a casefolded needle."""
-    if where != "header" and needle in body.casefold():
+    """IMAP's case-insensitive substring match (RFC 9051 6.4.4) of a lower-cased needle.
+
+    lower(), not casefold(): the trigram tokenizer folds one character to one character, so
+    casefold's "ß" -> "ss" would match texts the index never offers as candidates, and a
+    message would be found before the background indexer reached it and not after."""
+    if where != "header" and needle in body.lower():
         return True
-    return where != "body" and needle in headers.casefold()
+    return where != "body" and needle in headers.lower()
 
 
 class _TooMany(Exception):
@@ -390,11 +394,11 @@ class MessageOps(SQLiteBase):
             raise ValueError(f"search where must be one of {sorted(SEARCH_WHERE)}")
         if not text:
             return {m.uid for m in await self.list_messages(mailbox_id)}
-        needle = text.casefold()
+        needle = text.lower()
 
         # An ASCII needle is checked by SQLite's LIKE (ASCII case-insensitive, which is what
         # RFC 9051 6.4.4 asks), in C and without the GIL: a needle made of common trigrams
-        # makes nearly every message a candidate. Others are casefolded here in Python.
+        # makes nearly every message a candidate. Others are lower-cased here in Python.
         check = _LIKE_CHECK[where] if needle.isascii() else ""
         pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
         like = (pattern,) * check.count("?")
@@ -413,7 +417,7 @@ class MessageOps(SQLiteBase):
                 rows = conn.execute(
                     "WITH hits AS MATERIALIZED "
                     "(SELECT rowid AS num FROM blob_text WHERE blob_text MATCH ? "
-                    "UNION SELECT num FROM blob_unindexed) "
+                    "UNION ALL SELECT num FROM blob_unindexed) "
                     f"SELECT {columns} FROM hits JOIN blobs b ON b.num = hits.num "
                     "JOIN messages m ON m.blob_id = b.id "
                     "JOIN blob_search t ON t.num = hits.num WHERE m.mailbox_id = ?" + check,

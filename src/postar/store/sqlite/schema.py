@@ -167,7 +167,9 @@ CREATE TABLE blob_search (
     headers TEXT NOT NULL,
     body TEXT NOT NULL
 );
-INSERT INTO blob_search (num, headers, body) SELECT rowid, headers, body FROM blob_text;
+INSERT INTO blob_search (num, headers, body)
+    SELECT rowid, COALESCE(headers, ''), COALESCE(body, '') FROM blob_text
+    WHERE rowid IN (SELECT num FROM blobs);
 CREATE TABLE blob_unindexed (num INTEGER PRIMARY KEY);
 INSERT INTO blob_unindexed (num) SELECT num FROM blob_search;
 DROP TABLE blob_text;

@@ -8,23 +8,16 @@ Theory of operation:
   and gets its exception), COMMIT. One fsync of the WAL covers the whole batch.
 - Only after COMMIT returns: blob files left unreferenced are freed, changes are published and
   futures are resolved, in that order, through loop.call_soon_threadsafe.
-- Several processes write one database (the server, its SMTP workers, a management command).
-  Each writer holds an flock on the turn lock file from BEGIN IMMEDIATE until its after-commit
-  work is done; a writer that finds it taken looks again every 0.1 to 1 ms. Without it, a
-  writer that finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 ms ...)
-  whatever the holder's commit takes, and a core idles meanwhile: SMTP delivery with two
-  worker processes ran about 15% slower. Polling, not a blocking flock, so a stopped holder
-  costs the busy timeout, as SQLite's lock would, and not a hang. A process that dies lets go
-  with its descriptor.
+- Several processes write one database (the server, its SMTP workers, a management command):
+  each batch waits for its process's turn (turns.py) before BEGIN IMMEDIATE and gives it back
+  after its after-commit work, before its callers are resolved.
 - Jobs run strictly one after another; they see each other's effects in batch order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -35,15 +28,11 @@ from typing import Any, Generic, TypeVar
 
 from postar.store.interface import NotFound
 from postar.store.model import MailboxChange
+from postar.store.sqlite.turns import WriterTurns
 
 T = TypeVar("T")
 log = logging.getLogger("postar.store")
 
-# The turn lock (module docstring): a blocked writer looks again after 0.1 ms, doubling up to
-# 1 ms, and after the busy timeout SQLite would wait it goes ahead without.
-TURN_POLL_FIRST = 0.0001
-TURN_POLL_MAX = 0.001
-TURN_TIMEOUT = 30.0
 MAX_BATCH = 512  # jobs per transaction: bounds the latency a huge burst adds to its first job
 
 
@@ -164,10 +153,10 @@ class Writer:
             self._start_error = exc
             self._started.set()
             return
-        turn: int | None = None
+        turns: WriterTurns | None = None
         try:
             if self._turn_lock_path is not None:
-                turn = os.open(self._turn_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                turns = WriterTurns(self._turn_lock_path)
         except OSError as exc:
             conn.close()
             self._start_error = exc
@@ -180,17 +169,17 @@ class Writer:
                 batch, stopping = self._gather()
                 if not batch:
                     continue
-                held = turn is not None and _take_turn(turn)
+                held = turns is not None and turns.take()
                 try:
                     outcomes = self._commit(conn, batch)
                 finally:
-                    if held:
-                        fcntl.flock(turn, fcntl.LOCK_UN)
+                    if held and turns is not None:
+                        turns.give()
                 _resolve(outcomes)
         finally:
             conn.close()
-            if turn is not None:
-                os.close(turn)
+            if turns is not None:
+                turns.close()
 
     def _gather(self) -> tuple[list[_Job[Any]], bool]:
         first = self._queue.get()
@@ -245,28 +234,6 @@ class Writer:
         except Exception as exc:  # a bug there must not leave the callers hanging
             log.error("store after-commit failed", extra={"error": repr(exc)})
         return outcomes
-
-
-def _take_turn(fd: int) -> bool:
-    """Wait for the turn lock, polling, for at most TURN_TIMEOUT; False if not taken (the
-    batch then goes ahead, and SQLite's own lock and busy timeout arbitrate as without it)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        pass
-    deadline = time.monotonic() + TURN_TIMEOUT
-    delay = TURN_POLL_FIRST
-    while True:
-        time.sleep(delay)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                log.warning("store writer turn not taken", extra={"waited": TURN_TIMEOUT})
-                return False
-            delay = min(delay * 2, TURN_POLL_MAX)
 
 
 def _resolve(outcomes: list[_Outcome]) -> None:
