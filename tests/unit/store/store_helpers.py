@@ -12,6 +12,7 @@ from pathlib import Path
 
 from postar.mime.structure import Address, BodyPart, Envelope, ParsedMessage
 from postar.store.interface import Store
+from postar.store.model import Account
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.base import INLINE_BODY_MAX
 
@@ -128,3 +129,10 @@ def downgrade_to_v3(db_path: Path) -> None:
             conn.execute(statement)
     finally:
         conn.close()
+
+
+async def account_named(store: Store, name: str = "alice") -> Account:
+    """An account name@example.org, its domain made on first use."""
+    if await store.get_domain("example.org") is None:
+        await store.add_domain("example.org")
+    return await store.add_account(f"{name}@example.org", "x", None)

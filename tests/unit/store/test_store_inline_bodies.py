@@ -15,12 +15,12 @@ import pytest
 from postar.config import Config, ConfigError, load_config
 from postar.store.backup import RestoreError, restore
 from postar.store.interface import NotFound, QuotaExceeded, open_store_backend
-from postar.store.model import Account, DeliveryTarget, QueuedRecipient
+from postar.store.model import DeliveryTarget, QueuedRecipient
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.base import INLINE_BODY_MAX
 from postar.store.sqlite.blobs import BlobFiles, blob_id_of
 from postar.store.sqlite.schema import SCHEMA_VERSION
-from tests.unit.store.store_helpers import downgrade_to_v3, make_message
+from tests.unit.store.store_helpers import account_named, downgrade_to_v3, make_message
 
 SMALL_MAX = 4096  # small enough that a padded message crosses it
 
@@ -75,16 +75,10 @@ async def default_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         await store.close()
 
 
-async def _account(store: SQLiteStore, name: str = "alice") -> Account:
-    if await store.get_domain("example.org") is None:
-        await store.add_domain("example.org")
-    return await store.add_account(f"{name}@example.org", "x", None)
-
-
 async def test_a_body_up_to_the_limit_is_a_row_and_one_byte_more_is_a_file(
     small_store: SQLiteStore,
 ) -> None:
-    alice = await _account(small_store)
+    alice = await account_named(small_store)
     at_limit, at_limit_parsed = make_message("at the limit", pad_to=SMALL_MAX)
     over, over_parsed = make_message("one byte over", pad_to=SMALL_MAX + 1)
     assert (len(at_limit), len(over)) == (SMALL_MAX, SMALL_MAX + 1)
@@ -103,7 +97,7 @@ async def test_a_body_up_to_the_limit_is_a_row_and_one_byte_more_is_a_file(
 async def test_append_and_enqueue_store_small_bodies_as_rows(
     default_store: SQLiteStore,
 ) -> None:
-    alice = await _account(default_store)
+    alice = await account_named(default_store)
     inbox = await default_store.get_mailbox(alice.id, "INBOX")
     assert inbox is not None
     appended, parsed = make_message("appended")
@@ -119,7 +113,7 @@ async def test_append_and_enqueue_store_small_bodies_as_rows(
 
 
 async def test_one_row_per_distinct_body(default_store: SQLiteStore) -> None:
-    accounts = [await _account(default_store, f"user{i}") for i in range(10)]
+    accounts = [await account_named(default_store, f"user{i}") for i in range(10)]
     raw, parsed = make_message("to everyone")
     await default_store.deliver(raw, parsed, [DeliveryTarget(a.id) for a in accounts])
     assert row_counts(default_store.db_path) == (1, 1)
@@ -134,7 +128,7 @@ async def test_one_row_per_distinct_body(default_store: SQLiteStore) -> None:
 
 
 async def test_failed_delivery_leaves_no_row(default_store: SQLiteStore) -> None:
-    alice = await _account(default_store)
+    alice = await account_named(default_store)
     await default_store.set_quota("alice@example.org", 10)
     raw, parsed = make_message()
     with pytest.raises(QuotaExceeded):
@@ -165,7 +159,7 @@ async def test_ranges_read_as_from_a_file(tmp_path: Path) -> None:
         store = _store(tmp_path / name, inline_body_max=limit)
         await store.open()
         try:
-            alice = await _account(store)
+            alice = await account_named(store)
             await store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
             blob_id = blob_id_of(raw)
             # Each store keeps the body where its limit says: the comparison means something.
@@ -192,8 +186,8 @@ async def test_row_freed_with_the_last_reference(
         return real_free(blob_ids, still_referenced)
 
     monkeypatch.setattr(store._blobs, "free", free)
-    alice = await _account(store)
-    bob = await _account(store, "bob")
+    alice = await account_named(store)
+    bob = await account_named(store, "bob")
     raw, parsed = make_message()
     delivered = await store.deliver(raw, parsed, [DeliveryTarget(alice.id), DeliveryTarget(bob.id)])
     [record] = await store.get_messages(delivered[0].mailbox_id, [delivered[0].uid])
@@ -225,7 +219,7 @@ async def test_backup_and_restore_carry_rows_and_files(tmp_path: Path) -> None:
     store = _store(tmp_path / "data", inline_body_max=SMALL_MAX)
     await store.open()
     try:
-        alice = await _account(store)
+        alice = await account_named(store)
         small, small_parsed = make_message("in the database", pad_to=1000)
         large, large_parsed = make_message("in a file", pad_to=SMALL_MAX * 2)
         for raw, parsed in ((small, small_parsed), (large, large_parsed)):
@@ -255,7 +249,7 @@ async def test_restore_refuses_a_damaged_row(tmp_path: Path) -> None:
     store = _store(tmp_path / "data", inline_body_max=SMALL_MAX)
     await store.open()
     try:
-        alice = await _account(store)
+        alice = await account_named(store)
         small, small_parsed = make_message("in the database")
         large, large_parsed = make_message("in a file", pad_to=SMALL_MAX * 2)
         for raw, parsed in ((small, small_parsed), (large, large_parsed)):
@@ -280,7 +274,7 @@ async def test_v3_database_gains_the_table_and_keeps_its_files(tmp_path: Path) -
     data = tmp_path / "data"
     store = _store(data, inline_body_max=0)
     await store.open()
-    alice = await _account(store)
+    alice = await account_named(store)
     old, old_parsed = make_message("from before v4")
     await store.deliver(old, old_parsed, [DeliveryTarget(alice.id)])
     await store.close()
@@ -320,7 +314,7 @@ async def test_a_stray_file_of_a_row_body_is_an_orphan(tmp_path: Path) -> None:
     store = _store(data)
     await store.open()
     try:
-        alice = await _account(store)
+        alice = await account_named(store)
         raw, parsed = make_message()
         await store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
         blob_id = blob_id_of(raw)
@@ -349,7 +343,7 @@ async def test_guest_delivers_a_row_body_the_owner_reads_and_frees(tmp_path: Pat
     owner = _store(data)
     await owner.open()
     try:
-        alice = await _account(owner)
+        alice = await account_named(owner)
         guest = _store(data, beside_owner=True)
         await guest.open()
         try:

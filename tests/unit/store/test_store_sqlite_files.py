@@ -18,14 +18,14 @@ import pytest
 
 from postar.store.backup import RestoreError, restore
 from postar.store.interface import QuotaExceeded, SchemaTooNew, StoreError
-from postar.store.model import Account, DeliveryTarget, QueuedRecipient
+from postar.store.model import DeliveryTarget, QueuedRecipient
 from postar.store.sqlite import ops
 from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.blobs import BlobFiles, blob_id_of
 from postar.store.sqlite.messages import MAX_QUERY_TRIGRAMS, trigram_query
 from postar.store.sqlite.schema import SCHEMA_VERSION
 from postar.store.sqlite.writer import Tx
-from tests.unit.store.store_helpers import make_message
+from tests.unit.store.store_helpers import account_named, make_message
 
 
 def blob_files(data: Path) -> set[str]:
@@ -42,14 +42,8 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         await store.close()
 
 
-async def _account(store: SQLiteStore, name: str = "alice") -> Account:
-    if await store.get_domain("example.org") is None:
-        await store.add_domain("example.org")
-    return await store.add_account(f"{name}@example.org", "x", None)
-
-
 async def test_layout_and_pragmas(sqlite_store: SQLiteStore) -> None:
-    alice = await _account(sqlite_store)
+    alice = await account_named(sqlite_store)
     raw, parsed = make_message()
     [d] = await sqlite_store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
     [record] = await sqlite_store.get_messages(d.mailbox_id, [d.uid])
@@ -64,7 +58,7 @@ async def test_layout_and_pragmas(sqlite_store: SQLiteStore) -> None:
 
 
 async def test_one_file_per_distinct_body(sqlite_store: SQLiteStore) -> None:
-    accounts = [await _account(sqlite_store, f"user{i}") for i in range(10)]
+    accounts = [await account_named(sqlite_store, f"user{i}") for i in range(10)]
     raw, parsed = make_message("to everyone")
     await sqlite_store.deliver(raw, parsed, [DeliveryTarget(a.id) for a in accounts])
     assert len(blob_files(sqlite_store.data_dir)) == 1
@@ -75,8 +69,8 @@ async def test_one_file_per_distinct_body(sqlite_store: SQLiteStore) -> None:
 
 
 async def test_blob_freed_after_last_reference(sqlite_store: SQLiteStore) -> None:
-    alice = await _account(sqlite_store)
-    bob = await _account(sqlite_store, "bob")
+    alice = await account_named(sqlite_store)
+    bob = await account_named(sqlite_store, "bob")
     raw, parsed = make_message()
     delivered = await sqlite_store.deliver(
         raw, parsed, [DeliveryTarget(alice.id), DeliveryTarget(bob.id)]
@@ -101,7 +95,7 @@ async def test_blob_freed_after_last_reference(sqlite_store: SQLiteStore) -> Non
 async def test_orphans_removed_at_open(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "data", fsync=False, inline_body_max=0)
     await store.open()
-    alice = await _account(store)
+    alice = await account_named(store)
     raw, parsed = make_message()
     [d] = await store.deliver(raw, parsed, [DeliveryTarget(alice.id)])
     [record] = await store.get_messages(d.mailbox_id, [d.uid])
@@ -139,7 +133,7 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 async def test_failed_delivery_leaves_no_file(sqlite_store: SQLiteStore) -> None:
-    alice = await _account(sqlite_store)
+    alice = await account_named(sqlite_store)
     await sqlite_store.set_quota("alice@example.org", 10)
     raw, parsed = make_message()
     with pytest.raises(QuotaExceeded):
@@ -236,7 +230,7 @@ async def test_bodies_durable_before_their_metadata_and_stored_in_groups(
         events.append(("submit", body.blob_id))
         return await real_submit(body, fn)
 
-    alice = await _account(sqlite_store)
+    alice = await account_named(sqlite_store)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(sqlite_store, "_write_with_body", submit)
@@ -319,7 +313,7 @@ async def test_a_body_that_cannot_be_written_fails_alone(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    alice = await _account(sqlite_store)
+    alice = await account_named(sqlite_store)
     monkeypatch.setattr(os, "write", write)
     good = [make_message(f"fine {i}") for i in range(5)]
     bad = make_message("doomed", body="disk full")

@@ -72,12 +72,16 @@ def test_a_waiting_writer_goes_before_the_holders_next_turn(path: str) -> None:
         thread.start()
         ready.wait()
         time.sleep(0.02)  # the waiter is polling now
-        holder.give()
-        assert holder.take()  # at once again, with work queued: lets the waiter go first
-        order.append("holder")
+        # At once again, with work queued, turn after turn: within MAX_TURNS_AHEAD turns the
+        # holder lets the waiter go first.
+        for _ in range(turns.MAX_TURNS_AHEAD):
+            holder.give()
+            assert holder.take()
+            order.append("holder")
         holder.give()
         thread.join()
-        assert order == ["waiter", "holder"]
+        assert "waiter" in order
+        assert order.index("waiter") < turns.MAX_TURNS_AHEAD
     finally:
         holder.close()
         waiter.close()
