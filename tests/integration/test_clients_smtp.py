@@ -401,3 +401,16 @@ def test_msmtp_plain_auth_without_tls_refused(strict: PostarServer, tmp_path: Pa
     assert "PLAIN" in log, log
     code, log = _msmtp(strict, tmp_path, "none", b"Subject: scram\n\nscram\n", auth="scram-sha-256")
     assert code == 0, log
+
+
+def test_malformed_address_header_is_delivered_not_hung(postar: PostarServer) -> None:
+    # A ")" outside a comment in To: once sent the address parser into an endless loop at
+    # delivery: the client never got its reply and the worker was lost to every session.
+    message = (
+        b"From: Bob ) <bob@example.net>\r\nTo: a) b, ) <alice@example.test>\r\n"
+        b"Subject: stray parenthesis\r\n\r\nbody\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", postar.ports["smtp"], timeout=SOCKET_TIMEOUT) as smtp:
+        smtp.sendmail(SENDER, [ALICE], message)
+    [raw] = pop3_messages(postar, ALICE)
+    assert raw.endswith(message)

@@ -92,9 +92,11 @@ def _tokenize(text: str) -> list[_Token]:
             space = False
         else:
             start = i
-            # A backslash or "]" outside a quoted string is not valid anywhere; keeping it in
-            # the atom is the least surprising reading.
-            while i < n and text[i] not in _WSP and text[i] not in '()<>[:;@,."':
+            # A backslash, "]" or ")" outside a quoted string or comment is not valid anywhere;
+            # keeping it in the atom is the least surprising reading. A stray ")" must be
+            # taken here: stopping at it made an empty atom without moving on, forever.
+            i += 1
+            while i < n and text[i] not in _WSP and text[i] not in '(<>[:;@,."':
                 i += 1
             tokens.append(_Token("atom", text[start:i], space))
             space = False

@@ -1,6 +1,10 @@
 """RFC 5322 address lists read as IMAP ENVELOPE addresses (RFC 9051 section 7.5.2)."""
 
+import signal
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postar.mime.address import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
 from postar.mime.structure import Address
@@ -158,3 +162,37 @@ def test_no_real_address_has_a_nil_host() -> None:
                 depth += 1 if addr.mailbox is not None else -1
                 assert depth in (0, 1), value
         assert depth == 0, value
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _parse_within(value: str, seconds: float = 2.0) -> tuple[Address, ...]:
+    """parse_address_list, failing the test instead of hanging the suite if it never ends
+    (a pure-Python loop is interrupted by the timer's signal between bytecodes)."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise _TooSlow(f"parse_address_list({value!r}) did not finish in {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return parse_address_list(value)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("value", ["a) b", ")", "x@y)", "Name ) <a@b>", "))((", "\\)", "]) <"])
+def test_a_stray_closing_parenthesis_is_read_not_looped_on(value: str) -> None:
+    # A ")" outside a comment once made an empty atom without moving on: one header line of
+    # a message hung its delivery for good.
+    addresses = _parse_within(value)
+    assert isinstance(addresses, tuple)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='()<>[]:;@,."\\ \taé', max_size=30))
+def test_any_mix_of_specials_ends(value: str) -> None:
+    _parse_within(value)
