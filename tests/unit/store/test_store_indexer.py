@@ -22,6 +22,10 @@ class _Backlog:
     def __init__(self) -> None:
         self.waiting = 0
         self.chunks: list[int] = []
+        self.idle = 3600.0  # seconds since the store's last other caller
+
+    def idle_for(self) -> float:
+        return self.idle
 
     async def pending(self, limit: int) -> int:
         return min(self.waiting, limit)
@@ -43,7 +47,9 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def _run_for(backlog: _Backlog, rounds: int, arrivals: int = 0) -> None:
     """Run the indexer for about `rounds` looks, adding `arrivals` texts before each."""
-    task = asyncio.create_task(indexer.index_in_background(backlog.pending, backlog.index))
+    task = asyncio.create_task(
+        indexer.index_in_background(backlog.pending, backlog.index, backlog.idle_for)
+    )
     try:
         for _ in range(rounds):
             backlog.waiting += arrivals
@@ -62,6 +68,17 @@ async def test_waits_while_deliveries_arrive_then_indexes_in_chunks(fast: None) 
     await _run_for(backlog, rounds=5)  # quiet: all of it, CHUNK at a time
     assert backlog.waiting == 0
     assert backlog.chunks[:3] == [10, 10, 10]
+
+
+async def test_waits_while_the_store_has_readers(fast: None) -> None:
+    backlog = _Backlog()
+    backlog.waiting = 50
+    backlog.idle = 0.0  # a POP3 download, say: every look finds the store just used
+    await _run_for(backlog, rounds=10)
+    assert backlog.chunks == []
+    backlog.idle = 3600.0
+    await _run_for(backlog, rounds=5)
+    assert backlog.waiting == 0
 
 
 async def test_indexes_under_load_past_the_backlog_limit(fast: None) -> None:
@@ -99,7 +116,9 @@ async def test_a_store_failure_is_retried_later(fast: None) -> None:
             raise StoreError("store is busy")
         return await backlog.pending(limit)
 
-    task = asyncio.create_task(indexer.index_in_background(flaky_count, flaky_index))
+    task = asyncio.create_task(
+        indexer.index_in_background(flaky_count, flaky_index, backlog.idle_for)
+    )
     try:
         await wait_until(lambda: backlog.waiting == 0, timeout=5)
     finally:

@@ -50,6 +50,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -130,6 +131,8 @@ class SQLiteBase(Store):
         # The serving process keeps the full-text index current (indexer.py); a guest never.
         self.index_in_background = index_in_background
         self._indexer: asyncio.Task[None] | None = None
+        # When a caller last used the store: the indexer waits for a quiet moment (indexer.py).
+        self._active = 0.0
         self.default_quota = default_quota
         self._reader_count = readers
         self._blobs = BlobFiles(self.data_dir / BLOB_DIR, fsync=fsync)
@@ -192,25 +195,36 @@ class SQLiteBase(Store):
         )
         if self.index_in_background and not self._guest:
             self._indexer = asyncio.create_task(
-                indexer.index_in_background(self._unindexed_count, self.index_pending)
+                indexer.index_in_background(
+                    self._unindexed_count, self.index_pending, self._idle_for
+                )
             )
             self._indexer.add_done_callback(_report_crash)
 
     async def index_pending(self, limit: int) -> int:
         """Add up to limit texts waiting for the full-text index to it, in one transaction;
-        returns how many (indexer.py runs this in the background)."""
-        return await self._write(lambda tx: ops.index_pending(tx, limit))
+        returns how many (indexer.py runs this in the background). Not counted as activity."""
+        if self._writer is None:
+            raise StoreError("store is not open")
+        return await self._writer.submit(lambda tx: ops.index_pending(tx, limit))
 
     async def _unindexed_count(self, limit: int) -> int:
         """How many texts wait for the full-text index, counted up to limit (a scan of up to
-        limit rows: in a reader thread, not on the loop)."""
-        return int(
-            await self._read(
-                lambda conn: conn.execute(
-                    "SELECT count(*) FROM (SELECT 1 FROM blob_unindexed LIMIT ?)", (limit,)
-                ).fetchone()[0]
-            )
+        limit rows: in a reader thread, not on the loop). Not counted as activity."""
+        if self._executor is None:
+            raise StoreError("store is not open")
+        count = await asyncio.get_running_loop().run_in_executor(
+            self._executor,
+            self._run_read,
+            lambda conn: conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM blob_unindexed LIMIT ?)", (limit,)
+            ).fetchone()[0],
         )
+        return int(count)
+
+    def _idle_for(self) -> float:
+        """Seconds since a caller last read or wrote (a POP3 download, an IMAP session)."""
+        return time.monotonic() - self._active
 
     def _open_files(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -331,11 +345,13 @@ class SQLiteBase(Store):
         """
         if self._executor is None:
             raise StoreError("store is not open")
+        self._active = time.monotonic()
         return self._run_read(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise StoreError("store is not open")
+        self._active = time.monotonic()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run_read, fn)
 
@@ -348,6 +364,7 @@ class SQLiteBase(Store):
     ) -> T:
         if self._writer is None:
             raise StoreError("store is not open")
+        self._active = time.monotonic()
         return await self._writer.submit(fn, pins=pins, frees=frees)
 
     def _after_commit(self, conn: sqlite3.Connection, outcomes: list[_Outcome]) -> None:
@@ -467,6 +484,7 @@ class SQLiteBase(Store):
         )
 
     async def _write_with_body(self, body: _Body, fn: Callable[[Tx], T]) -> T:
+        self._active = time.monotonic()
         if body.inline is not None:
             return await self._write(fn)  # nothing pinned: the bytes travel with the job
         try:
