@@ -5,9 +5,10 @@ A backend joins the suite by adding its name to BACKENDS and a branch to make_st
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from postar.mime.structure import Address, BodyPart, Envelope, ParsedMessage
@@ -136,3 +137,13 @@ async def account_named(store: Store, name: str = "alice") -> Account:
     if await store.get_domain("example.org") is None:
         await store.add_domain("example.org")
     return await store.add_account(f"{name}@example.org", "x", None)
+
+
+@contextlib.asynccontextmanager
+async def opened(store: SQLiteStore) -> AsyncIterator[SQLiteStore]:
+    """The store, open for the block and closed after it (fixtures: `async with ... yield`)."""
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

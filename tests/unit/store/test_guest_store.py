@@ -22,7 +22,7 @@ from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.base import GUESTS_LOCK_NAME, LOCK_NAME
 from postar.store.sqlite.blobs import BlobFiles
 from tests.unit.net.net_helpers import wait_until
-from tests.unit.store.store_helpers import make_message
+from tests.unit.store.store_helpers import make_message, opened
 
 TIMEOUT = 5.0
 
@@ -34,22 +34,14 @@ def _store(data_dir: Path, **options: bool) -> SQLiteStore:
 
 @pytest.fixture
 async def owner(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = _store(tmp_path / "data")
-    await store.open()
-    try:
+    async with opened(_store(tmp_path / "data")) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
 async def guest(owner: SQLiteStore) -> AsyncIterator[SQLiteStore]:
-    store = _store(owner.data_dir, beside_owner=True)
-    await store.open()
-    try:
+    async with opened(_store(owner.data_dir, beside_owner=True)) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

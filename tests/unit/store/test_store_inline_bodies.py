@@ -20,7 +20,7 @@ from postar.store.sqlite.backend import SQLiteStore
 from postar.store.sqlite.base import INLINE_BODY_MAX
 from postar.store.sqlite.blobs import BlobFiles, blob_id_of
 from postar.store.sqlite.schema import SCHEMA_VERSION
-from tests.unit.store.store_helpers import account_named, downgrade_to_v3, make_message
+from tests.unit.store.store_helpers import account_named, downgrade_to_v3, make_message, opened
 
 SMALL_MAX = 4096  # small enough that a padded message crosses it
 
@@ -57,22 +57,14 @@ def _store(
 
 @pytest.fixture
 async def small_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = _store(tmp_path / "data", inline_body_max=SMALL_MAX)
-    await store.open()
-    try:
+    async with opened(_store(tmp_path / "data", inline_body_max=SMALL_MAX)) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
 async def default_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = _store(tmp_path / "data")
-    await store.open()
-    try:
+    async with opened(_store(tmp_path / "data")) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def test_a_body_up_to_the_limit_is_a_row_and_one_byte_more_is_a_file(
