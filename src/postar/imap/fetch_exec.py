@@ -143,7 +143,9 @@ class _Fetcher:
             else:
                 start, end = message.start, message.body_start
                 if sec.text is not SectionText.HEADER:
-                    block = await self.store.read_blob(record.blob_id, start, end - start)
+                    block = await self.store.read_blob(
+                        record.blob_id, start, end - start, size=record.size
+                    )
                     computed = _header_fields(
                         block, sec.fields, keep=sec.text is SectionText.HEADER_FIELDS
                     )
@@ -158,7 +160,9 @@ class _Fetcher:
             end = min(start + att.partial.count, end)
         length = end - start
         if length <= INLINE_MAX:
-            return await self.store.read_blob(record.blob_id, start, length) if length else b""
+            if not length:
+                return b""
+            return await self.store.read_blob(record.blob_id, start, length, size=record.size)
         return StreamedData(length, (record.blob_id, start))
 
     async def binary(
@@ -169,11 +173,13 @@ class _Fetcher:
         if parsed is None:
             parsed = await self.session.parsed(record.blob_id)
         if not part:
-            return await self.store.read_blob(record.blob_id, 0, record.size)
+            return await self.store.read_blob(record.blob_id, 0, record.size, size=record.size)
         node = find_part(parsed.root, part)
         if node is None or node.is_multipart:
             raise no("No such body part", Code.UNKNOWN_CTE) if node else no("No such part")
-        raw = await self.store.read_blob(record.blob_id, node.body_start, node.size)
+        raw = await self.store.read_blob(
+            record.blob_id, node.body_start, node.size, size=record.size
+        )
         try:
             return decode_body(raw, node.encoding)
         except UnknownEncoding:

@@ -91,7 +91,7 @@ class _Evaluator:
                 try:
                     parsed = await self.session.parsed(record.blob_id)
                     block = await self.session.store.read_blob(
-                        record.blob_id, 0, parsed.root.body_start
+                        record.blob_id, 0, parsed.root.body_start, size=record.size
                     )
                 except NotFound:
                     # Expunged by another session and its body already freed: this session

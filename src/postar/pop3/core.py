@@ -43,7 +43,7 @@ from postar.pop3.events import (
     RetrRequest,
     StartTLS,
 )
-from postar.pop3.message import MessageEncoder
+from postar.pop3.message import MessageEncoder, dot_stuff, terminator
 from postar.pop3.replies import CRLF, ResponseCode, err, ok
 from postar.pop3.state import COMMANDS, KNOWN_COMMANDS, Pending, State
 
@@ -102,7 +102,10 @@ class POP3Connection:
         self._sizes: list[int] = []
         self._uidls: list[str] = []
         self._deleted: set[int] = set()
+        # The answer being sent: its encoder is made at its first chunk (a message answered
+        # whole with message() needs none), TOP's line count kept until then.
         self._encoder: MessageEncoder | None = None
+        self._top_lines: int | None = None
         self._message_started = False
         self._message_index = 0
         self._handlers: dict[str, Callable[[list[str], str], Event | None]] = {
@@ -367,7 +370,8 @@ class POP3Connection:
 
     def _start_message(self, index: int, top_lines: int | None) -> Event:
         self._pending = Pending.MESSAGE
-        self._encoder = MessageEncoder(top_lines)
+        self._encoder = None
+        self._top_lines = top_lines
         self._message_started = False
         self._message_index = index
         return RetrRequest(index, top_lines)
@@ -446,19 +450,40 @@ class POP3Connection:
     def message_data(self, chunk: bytes) -> bool:
         """The next bytes of the requested message; False once TOP has all it needs."""
         self._expect(Pending.MESSAGE)
-        assert self._encoder is not None
+        encoder = self._message_encoder()
         self._message_status()
-        self._out += self._encoder.feed(chunk)
-        return not self._encoder.done
+        self._out += encoder.feed(chunk)
+        return not encoder.done
+
+    def message(self, data: bytes) -> None:
+        """The whole requested message in one piece: what message_data(data) and then
+        message_end() do, in one call. The glue's path for a small message it read whole."""
+        if self._pending is not Pending.MESSAGE:
+            self._expect(Pending.MESSAGE)
+        if self._top_lines is not None or self._message_started:
+            self.message_data(data)
+            self.message_end()
+            return
+        # RETR (RFC 1939 section 7): the octet count is the message's size in the maildrop.
+        out = self._out
+        out += b"+OK %d octets\r\n" % self._sizes[self._message_index]
+        out += dot_stuff(data, True)
+        out += terminator(data)
+        self._pending = None
 
     def message_end(self) -> None:
         """The whole message (or as much as TOP wanted) was passed to message_data."""
         self._expect(Pending.MESSAGE)
-        assert self._encoder is not None
+        encoder = self._message_encoder()
         self._message_status()
-        self._out += self._encoder.finish()
+        self._out += encoder.finish()
         self._encoder = None
         self._pending = None
+
+    def _message_encoder(self) -> MessageEncoder:
+        if self._encoder is None:
+            self._encoder = MessageEncoder(self._top_lines)
+        return self._encoder
 
     def message_unavailable(
         self, code: ResponseCode = ResponseCode.SYS_TEMP, text: str = "Message unavailable"
@@ -477,8 +502,7 @@ class POP3Connection:
         if self._message_started:
             return
         self._message_started = True
-        assert self._encoder is not None
-        if self._encoder.is_top:
+        if self._top_lines is not None:
             self._out += ok("Top of message follows")
         else:
             # RFC 1939 section 7: the octet count is the message's size in the maildrop.

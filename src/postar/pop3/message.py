@@ -20,6 +20,21 @@ import re
 _DOT_LINE = re.compile(rb"\n\.")
 
 
+def dot_stuff(chunk: bytes, at_line_start: bool) -> bytes:
+    """chunk with a "." added before every line that starts with "."; at_line_start: the
+    chunk's first byte starts a line."""
+    out = chunk.replace(b"\n.", b"\n..") if _DOT_LINE.search(chunk) else chunk
+    if at_line_start and chunk[:1] == b".":
+        out = b"." + out
+    return out
+
+
+def terminator(data: bytes) -> bytes:
+    """What ends an answer whose body ends with data: CRLF "." CRLF, after a CRLF of our own
+    if the message does not end with a line break."""
+    return b".\r\n" if not data or data.endswith(b"\n") else b"\r\n.\r\n"
+
+
 class MessageEncoder:
     def __init__(self, top_lines: int | None = None) -> None:
         if top_lines is not None and top_lines < 0:
@@ -39,9 +54,7 @@ class MessageEncoder:
             if cut is not None:
                 chunk = chunk[:cut]
                 self.done = True
-        out = chunk.replace(b"\n.", b"\n..") if _DOT_LINE.search(chunk) else chunk
-        if self._at_line_start and chunk[:1] == b".":
-            out = b"." + out
+        out = dot_stuff(chunk, self._at_line_start)
         self._at_line_start = chunk.endswith(b"\n")
         return out
 

@@ -236,8 +236,19 @@ class Store(abc.ABC):
         """The stored parse of a message body (never re-parses)."""
 
     @abc.abstractmethod
-    async def read_blob(self, blob_id: str, start: int = 0, length: int | None = None) -> bytes:
-        """A byte range of a stored body; only those bytes are read from disk."""
+    async def read_blob(
+        self, blob_id: str, start: int = 0, length: int | None = None, *, size: int | None = None
+    ) -> bytes:
+        """A byte range of a stored body; only those bytes are read from disk. size: the
+        body's whole size, where the caller knows it (MessageRecord.size), so that a backend
+        can tell where the body lives without asking. It must be the size of the body."""
+
+    async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
+        """The whole bodies of several small blobs, for a reader going through many messages
+        in order (a POP3 download reads ahead with it). A backend returns those it can read
+        together more cheaply than one by one, and may leave any out; the caller reads those
+        with read_blob(). The caller bounds the sizes: every body asked for is read whole."""
+        return {}
 
     @abc.abstractmethod
     async def set_flags(

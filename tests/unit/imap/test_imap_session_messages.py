@@ -115,8 +115,10 @@ async def test_partial_fetch_reads_only_what_it_sends(tmp_path: Path, monkeypatc
         reads: list[int] = []
         original = env.store.read_blob
 
-        async def counting(blob_id: str, start: int = 0, length: int | None = None) -> bytes:
-            data = await original(blob_id, start, length)
+        async def counting(
+            blob_id: str, start: int = 0, length: int | None = None, *, size: int | None = None
+        ) -> bytes:
+            data = await original(blob_id, start, length, size=size)
             reads.append(len(data))
             return data
 

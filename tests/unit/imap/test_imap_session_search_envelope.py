@@ -30,10 +30,12 @@ async def test_envelope_keys_read_no_blobs(tmp_path: Path) -> None:
         reads = 0
         original = env.store.read_blob
 
-        async def counting(blob_id: str, start: int = 0, length: int | None = None) -> bytes:
+        async def counting(
+            blob_id: str, start: int = 0, length: int | None = None, *, size: int | None = None
+        ) -> bytes:
             nonlocal reads
             reads += 1
-            return await original(blob_id, start, length)
+            return await original(blob_id, start, length, size=size)
 
         env.store.read_blob = counting  # type: ignore[method-assign]
         cases = [

@@ -140,10 +140,12 @@ async def test_search_and_sort_survive_a_body_freed_mid_command(
                 raise NotFound(blob_id)
             return await real_parsed(blob_id)
 
-        async def read_blob(blob_id: str, start: int = 0, length: int | None = None) -> bytes:
+        async def read_blob(
+            blob_id: str, start: int = 0, length: int | None = None, *, size: int | None = None
+        ) -> bytes:
             if blob_id == gone:
                 raise NotFound(blob_id)
-            return await real_read(blob_id, start, length)
+            return await real_read(blob_id, start, length, size=size)
 
         monkeypatch.setattr(env.store, "get_parsed", get_parsed)
         monkeypatch.setattr(env.store, "read_blob", read_blob)

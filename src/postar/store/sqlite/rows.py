@@ -211,11 +211,16 @@ def queue_entry(row: Sequence[Any]) -> QueueEntry:
 
 
 def stored_body(
-    conn: sqlite3.Connection, blob_id: str, start: int, length: int | None
+    conn: sqlite3.Connection, blob_id: str, start: int, length: int | None, size: int | None
 ) -> bytes | None:
     """Bytes [start, start+length) of a body kept in blob_bodies; None if it is a file (or
-    gone). SQLite's substr() counts bytes in a BLOB, from 1."""
-    if length is None:
+    gone). One statement, so no BEGIN/COMMIT: SQLite runs it in a read transaction of its
+    own, and the sub-select sees the same snapshot. A whole body (the usual POP3 RETR and
+    IMAP BODY[] of a small message) is returned as stored; SQLite's substr() counts bytes in
+    a BLOB from 1, and returns NULL for an empty one."""
+    if start == 0 and (length is None or (size is not None and length >= size)):
+        sql, params = "body", ()
+    elif length is None:
         sql, params = "substr(body, ?)", (start + 1,)
     else:
         sql, params = "substr(body, ?, ?)", (start + 1, length)
@@ -226,8 +231,27 @@ def stored_body(
     if row is None:
         return None
     value = row[0]
-    if value is None:  # substr() of an empty BLOB is NULL
+    if value is None:
         return b""
     if not isinstance(value, bytes):  # the table is STRICT: only a damaged file gets here
         raise StoreError(f"the stored body of blob {blob_id} is not a BLOB")
+    if length is not None and len(value) > length:  # a size that was not the body's
+        return value[:length]
     return value
+
+
+def stored_bodies(conn: sqlite3.Connection, blob_ids: Sequence[str]) -> dict[str, bytes]:
+    """The whole bodies of those of blob_ids kept in blob_bodies, by id; one statement per
+    CHUNK ids (SQLite's limit on parameters), each its own snapshot."""
+    found: dict[str, bytes] = {}
+    for part in chunks(blob_ids):
+        marks = ",".join("?" * len(part))
+        for blob_id, body in conn.execute(
+            "SELECT b.id, s.body FROM blobs b JOIN blob_bodies s ON s.num = b.num "
+            f"WHERE b.id IN ({marks})",
+            part,
+        ):
+            if not isinstance(body, bytes):  # STRICT table: only a damaged file gets here
+                raise StoreError(f"the stored body of blob {blob_id} is not a BLOB")
+            found[blob_id] = body
+    return found
