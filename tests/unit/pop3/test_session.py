@@ -18,7 +18,13 @@ from postar.auth import Authenticator
 from postar.auth.passwords import hash_password
 from postar.config import Config
 from postar.mime.parser import parse_message
-from postar.pop3.server import RETR_CHUNK, WRITE_THRESHOLD, POP3Server
+from postar.pop3.server import (
+    READ_AHEAD_BYTES,
+    READ_AHEAD_COUNT,
+    RETR_CHUNK,
+    WRITE_THRESHOLD,
+    POP3Server,
+)
 from postar.store.interface import Store
 from postar.store.sqlite.backend import SQLiteStore
 
@@ -180,3 +186,103 @@ async def test_answers_gathered_before_quit_leave_before_the_expunge(store: Stor
         + b"+OK Message 1 deleted\r\n+OK Message 2 deleted\r\n"
     )
     assert conn.output.endswith(b"+OK Postar POP3 server signing off (1 messages left)\r\n")
+
+
+class CountingStore:
+    """Counts the glue's body reads, passing them on to the real store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.whole_calls: list[int] = []  # how many ids each read_whole_blobs call asked for
+        self.found: list[int] = []  # how many bodies each returned
+        self.blob_reads = 0
+        read_whole, read_blob = store.read_whole_blobs, store.read_blob
+
+        async def counting_whole(blob_ids: list[str]) -> dict[str, bytes]:
+            bodies = await read_whole(blob_ids)
+            self.whole_calls.append(len(blob_ids))
+            self.found.append(len(bodies))
+            return bodies
+
+        async def counting_read(
+            blob_id: str, start: int = 0, length: int | None = None, *, size: int | None = None
+        ) -> bytes:
+            self.blob_reads += 1
+            return await read_blob(blob_id, start, length, size=size)
+
+        store.read_whole_blobs = counting_whole  # type: ignore[method-assign]
+        store.read_blob = counting_read  # type: ignore[method-assign]
+
+
+async def download(store: Store, commands: bytes) -> bytes:
+    conn = StandInConnection([LOGIN + commands + b"QUIT\r\n"])
+    await asyncio.wait_for(pop3_server(store).handle(conn), 10)  # type: ignore[arg-type]
+    return conn.output.split(b"\r\n", 3)[3]  # after the greeting and the login replies
+
+
+def retrs(numbers: range | list[int]) -> bytes:
+    return b"".join(b"RETR %d\r\n" % n for n in numbers)
+
+
+async def test_a_download_in_order_reads_ahead(store: Store) -> None:
+    messages = [message(n, body_lines=20) for n in range(100)]  # about 1.3 KB each
+    await fill_inbox(store, messages)
+    counts = CountingStore(store)
+    answers = await download(store, retrs(range(1, 101)))
+    assert answers.startswith(b"".join(retr_answer(m) for m in messages))
+    # One store call per READ_AHEAD_COUNT messages, none for a message on its own.
+    assert counts.whole_calls == [READ_AHEAD_COUNT] * 3 + [100 - 3 * READ_AHEAD_COUNT]
+    assert counts.blob_reads == 0
+
+
+async def test_read_ahead_holds_at_most_read_ahead_bytes(store: Store) -> None:
+    messages = [message(n, body_lines=300) for n in range(40)]  # about 20 KB each
+    await fill_inbox(store, messages)
+    counts = CountingStore(store)
+    answers = await download(store, retrs(range(1, 41)))
+    assert answers.startswith(b"".join(retr_answer(m) for m in messages))
+    per_call = READ_AHEAD_BYTES // len(messages[0])
+    assert counts.whole_calls[0] == per_call
+    assert sum(counts.whole_calls) == 40 and counts.blob_reads == 0
+
+
+async def test_top_then_retr_of_each_message_is_read_once(store: Store) -> None:
+    messages = [message(n, body_lines=20) for n in range(40)]
+    await fill_inbox(store, messages)
+    counts = CountingStore(store)
+    commands = b"".join(b"TOP %d 0\r\nRETR %d\r\n" % (n, n) for n in range(1, 41))
+    answers = await download(store, commands)
+    assert retr_answer(messages[39]) in answers
+    assert counts.whole_calls == [READ_AHEAD_COUNT, 40 - READ_AHEAD_COUNT]
+    assert counts.blob_reads == 0
+
+
+async def test_a_client_that_jumps_around_reads_each_message_on_its_own(store: Store) -> None:
+    messages = [message(n, body_lines=20) for n in range(20)]
+    await fill_inbox(store, messages)
+    counts = CountingStore(store)
+    order = [5, 3, 9, 17, 1]
+    answers = await download(store, retrs(order))
+    assert answers.startswith(b"".join(retr_answer(messages[n - 1]) for n in order))
+    assert counts.whole_calls == [] and counts.blob_reads == len(order)
+
+
+async def test_bodies_in_files_are_asked_for_once_per_read_ahead(tmp_path: Path) -> None:
+    # inline_body_max = 0: every body is a file, so read-ahead finds none of them. Each is
+    # then read on its own, without asking the store again for every message.
+    s = SQLiteStore(
+        tmp_path / "data", fsync=False, group_commit_window=0.0, default_quota=0, inline_body_max=0
+    )
+    await s.open()
+    try:
+        await s.add_domain("example.org")
+        await s.add_account(USER, hash_password(PASSWORD, HASHER), None)
+        messages = [message(n, body_lines=20) for n in range(70)]
+        await fill_inbox(s, messages)
+        counts = CountingStore(s)
+        answers = await download(s, retrs(range(1, 71)))
+        assert answers.startswith(b"".join(retr_answer(m) for m in messages))
+        assert counts.whole_calls == [READ_AHEAD_COUNT] * 2 + [70 - 2 * READ_AHEAD_COUNT]
+        assert counts.found == [0, 0, 0] and counts.blob_reads == 70
+    finally:
+        await s.close()

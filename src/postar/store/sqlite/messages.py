@@ -288,12 +288,13 @@ class MessageOps(SQLiteBase):
         if self._executor is None:
             raise StoreError("store is not open")
         # A body of at most inline_body_max bytes is a row of blob_bodies, read on the loop's
-        # thread like the other point lookups. A larger one can only be a file, so a caller
-        # that knows the size (a MessageRecord's) saves the lookup. One that does not, or a
-        # body stored before v4 or under a smaller setting, finds no row and reads the file.
-        if size is None or size <= self.inline_body_max:
-            self._active = time.monotonic()
-            stored = rows.stored_body(self._reader(), blob_id, start, length, size)
+        # thread like the other point lookups. A larger one is a file, unless it was stored
+        # under a higher setting, so a caller that knows the size (a MessageRecord's) mostly
+        # saves the lookup. One that does not, or a body stored before v4 or under a lower
+        # setting, finds no row and reads the file.
+        maybe_row = size is None or size <= self.inline_body_max
+        if maybe_row:
+            stored = self._stored_body(blob_id, start, length, size)
             if stored is not None:
                 return stored
         try:
@@ -306,7 +307,16 @@ class MessageOps(SQLiteBase):
                 self._executor, self._blobs.read, blob_id, start, length
             )
         except (FileNotFoundError, ValueError) as exc:
-            raise NotFound(f"no blob {blob_id}") from exc
+            stored = None if maybe_row else self._stored_body(blob_id, start, length, size)
+            if stored is None:
+                raise NotFound(f"no blob {blob_id}") from exc
+            return stored
+
+    def _stored_body(
+        self, blob_id: str, start: int, length: int | None, size: int | None
+    ) -> bytes | None:
+        self._active = time.monotonic()
+        return rows.stored_body(self._reader(), blob_id, start, length, size)
 
     async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
         # The bodies stored in the database, in one statement on the loop's thread: a few
