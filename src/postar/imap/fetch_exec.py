@@ -163,7 +163,7 @@ class _Fetcher:
             if not length:
                 return b""
             return await self.store.read_blob(record.blob_id, start, length, size=record.size)
-        return StreamedData(length, (record.blob_id, start))
+        return StreamedData(length, (record.blob_id, start, record.size))
 
     async def binary(
         self, record: MessageRecord, parsed: ParsedMessage | None, part: tuple[int, ...]

@@ -258,15 +258,16 @@ class ImapSession:
             await self.send(r)
 
     async def _stream(self, data: StreamedData) -> None:
-        """Copy `length` octets of a blob, from `source` = (blob_id, start), chunk by chunk."""
+        """Copy `length` octets of a blob, from `source` = (blob_id, start, the blob's size),
+        chunk by chunk."""
         source = data.source
         assert isinstance(source, tuple)
-        blob_id, start = source
+        blob_id, start, size = source
         await self.flush()
         left = data.length
         pos = start
         while left > 0:
-            chunk = await self.store.read_blob(blob_id, pos, min(STREAM_CHUNK, left))
+            chunk = await self.store.read_blob(blob_id, pos, min(STREAM_CHUNK, left), size=size)
             if not chunk:
                 # The literal length was promised: pad rather than break the stream.
                 chunk = b" " * min(STREAM_CHUNK, left)

@@ -113,6 +113,7 @@ async def test_partial_fetch_reads_only_what_it_sends(tmp_path: Path, monkeypatc
         c = await env.client()
         await c.command(b"a0 SELECT INBOX")
         reads: list[int] = []
+        sizes: set[int | None] = set()
         original = env.store.read_blob
 
         async def counting(
@@ -120,6 +121,7 @@ async def test_partial_fetch_reads_only_what_it_sends(tmp_path: Path, monkeypatc
         ) -> bytes:
             data = await original(blob_id, start, length, size=size)
             reads.append(len(data))
+            sizes.add(size)
             return data
 
         monkeypatch.setattr(env.store, "read_blob", counting)
@@ -129,6 +131,9 @@ async def test_partial_fetch_reads_only_what_it_sends(tmp_path: Path, monkeypatc
         reads.clear()
         answer = await c.command(b"a2 FETCH 1 BODY.PEEK[]")
         assert len(answer) > len(big) and max(reads) <= 64 * 1024  # streamed in chunks
+        # Every read, the streamed ones included, says how large the body is, so that the
+        # store reads this one (a file) without looking for it in the database first.
+        assert sizes == {len(big)}
 
 
 async def test_fetch_sets_seen_unless_peek_or_read_only(tmp_path: Path) -> None:
