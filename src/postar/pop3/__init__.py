@@ -6,6 +6,7 @@ RFC 1939, 2449 (CAPA, response codes, PIPELINING), 2595 (STLS), 3206, 5034 (SASL
 from postar.pop3.core import GlueError, MaildropEntry, POP3Connection, POP3Settings
 from postar.pop3.events import (
     NEED_DATA,
+    SEND_PENDING,
     AuthRequest,
     AuthResponse,
     CloseConnection,
@@ -14,6 +15,7 @@ from postar.pop3.events import (
     LoginRequest,
     NeedData,
     RetrRequest,
+    SendPending,
     StartTLS,
 )
 from postar.pop3.replies import ResponseCode, auth_failure_reply
@@ -21,6 +23,7 @@ from postar.pop3.state import State
 
 __all__ = [
     "NEED_DATA",
+    "SEND_PENDING",
     "AuthRequest",
     "AuthResponse",
     "CloseConnection",
@@ -34,6 +37,7 @@ __all__ = [
     "POP3Settings",
     "ResponseCode",
     "RetrRequest",
+    "SendPending",
     "StartTLS",
     "State",
     "auth_failure_reply",

@@ -10,8 +10,10 @@ Theory of operation (the glue's loop):
         event = core.next_event()            # answers simple commands on the way
         send(core.data_to_send())            # before acting, and before any read
         NeedData -> core.receive_data(await read())   (b"" at EOF)
+        SendPending -> send, and wait until the peer has taken it (back-pressure)
         other events -> act, then call the method the event names (see events.py);
-                        methods that write (message_data...) are followed by a send too
+                        methods that write (message_data, message...) are followed
+                        by a send too
 
 Invariants:
 - One command at a time: while an event waits for the glue, no further command is parsed,
@@ -20,6 +22,9 @@ Invariants:
   dropped connection ends with CloseConnection("eof") and no Commit (RFC 1939 section 6).
 - After STLS's "+OK", every byte already buffered or received before tls_started() is
   discarded (RFC 2595 section 4; CVE-2011-0411-style command injection).
+- Output waiting in data_to_send() stays below settings.output_limit plus one answer: past
+  it, the next command is not read before SendPending has been answered. Pipelined commands
+  cost at most that much memory, whatever their answers' length.
 - Every command line has a limit (settings.line_length, CRLF included). A longer line is read
   to its end without being buffered, then answered "-ERR" (counted as an error).
 - A client error costs one of settings.max_errors; at the limit the session ends.
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 
 from postar.pop3.events import (
     NEED_DATA,
+    SEND_PENDING,
     AuthRequest,
     AuthResponse,
     CloseConnection,
@@ -68,6 +74,7 @@ class POP3Settings:
     line_length: int = 4096  # LimitsConfig.line_length
     max_errors: int = 20  # LimitsConfig.errors_per_session
     max_commands: int = 10000  # LimitsConfig.commands_per_session
+    output_limit: int = 64 * 1024  # bytes of answers gathered before SendPending
     implementation: str = "Postar"
     greeting: str = "Postar POP3 server ready"
 
@@ -160,6 +167,8 @@ class POP3Connection:
                 return AuthResponse(None if isinstance(line, _TooLong) else line)
             if self._pending is not None:
                 raise GlueError(f"the core waits for the glue to finish {self._pending.value}")
+            if len(self._out) >= self.settings.output_limit:
+                return SEND_PENDING
             line = self._next_line()
             if line is None:
                 if self._eof:
@@ -458,8 +467,7 @@ class POP3Connection:
     def message(self, data: bytes) -> None:
         """The whole requested message in one piece: what message_data(data) and then
         message_end() do, in one call. The glue's path for a small message it read whole."""
-        if self._pending is not Pending.MESSAGE:
-            self._expect(Pending.MESSAGE)
+        self._expect(Pending.MESSAGE)
         if self._top_lines is not None or self._message_started:
             self.message_data(data)
             self.message_end()

@@ -15,6 +15,16 @@ NEED_DATA = NeedData()
 
 
 @dataclass(frozen=True)
+class SendPending:
+    """data_to_send() holds at least settings.output_limit bytes: send them, wait until the
+    peer has taken them (back-pressure), then call next_event() again. Pipelined commands
+    with long answers (LIST, UIDL of a large maildrop) cannot pile up output without bound."""
+
+
+SEND_PENDING = SendPending()
+
+
+@dataclass(frozen=True)
 class LoginRequest:
     """USER + PASS (RFC 1939 section 7). Answer: authenticated() or authentication_failed()."""
 
@@ -50,7 +60,8 @@ class StartTLS:
 class RetrRequest:
     """RETR (top_lines None) or TOP. index is 0-based into the maildrop given to
     authenticated(). Answer: message_data(chunk) as often as it returns True, then
-    message_end(); or message_unavailable() if the message cannot be read."""
+    message_end(); or message(data) with the whole message at once; or
+    message_unavailable() if the message cannot be read."""
 
     index: int
     top_lines: int | None
@@ -74,6 +85,7 @@ class CloseConnection:
 
 Event = (
     NeedData
+    | SendPending
     | LoginRequest
     | AuthRequest
     | AuthResponse

@@ -11,7 +11,8 @@ Invariants:
 - Deletion only at QUIT in TRANSACTION, through store.expunge(), durable before "+OK";
   a dropped connection deletes nothing (RFC 1939 section 6).
 - RETR streams the body in chunks of RETR_CHUNK. Replies gather in the core until they reach
-  WRITE_THRESHOLD, or until the session is about to wait for input, and only then go to the
+  WRITE_THRESHOLD (the core then stops reading commands and asks for them to be sent:
+  SendPending), or until the session is about to wait for input, and only then go to the
   connection, followed by drain(): pipelined RETRs of small messages cost one send() per
   WRITE_THRESHOLD bytes instead of one per message.
 - A download in message order reads ahead: a RETR (or TOP) of the message after the previous
@@ -20,9 +21,10 @@ Invariants:
   following RETRs are answered from them. A store call per message costs two to three times
   as much for 4 KB messages (about 6 us each, against 2.3 us in one call for 32). A client
   that jumps around reads each message on its own.
-- Memory per session stays below WRITE_THRESHOLD + READ_AHEAD_BYTES + one chunk + the
-  connection's write high-water mark, whatever the message size and however slowly the
-  client reads.
+- Memory per session stays below WRITE_THRESHOLD + the longest single answer (a stuffed
+  chunk, at most 2 * RETR_CHUNK, or a LIST/UIDL of the whole maildrop) + READ_AHEAD_BYTES +
+  the connection's write high-water mark, whatever the message size, however many commands
+  the client pipelines and however slowly it reads.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from postar.auth.sasl import FailureReason
 from postar.net.connection import Connection, IdleTimeout, ShuttingDown, TLSHandshakeError
 from postar.pop3.core import MaildropEntry, POP3Connection, POP3Settings
 from postar.pop3.events import (
+    SEND_PENDING,
     AuthRequest,
     AuthResponse,
     CloseConnection,
@@ -88,7 +91,7 @@ class POP3Session:
         # most READ_AHEAD_BYTES. The previous RETR's index tells whether the order holds.
         self._ahead: dict[int, bytes] = {}
         self._last_retrieved = -1
-        self._asked_until = 0  # the last read-ahead asked for the messages before this index
+        self._asked_from = self._asked_until = 0  # what the last read-ahead asked for
         limits = self.services.config.limits
         auth = self.services.authenticator
         self.core = POP3Connection(
@@ -101,6 +104,7 @@ class POP3Session:
                 line_length=limits.line_length,
                 max_errors=limits.errors_per_session,
                 max_commands=limits.commands_per_session,
+                output_limit=WRITE_THRESHOLD,
             )
         )
 
@@ -126,8 +130,8 @@ class POP3Session:
                 if type(event) is RetrRequest:
                     if not self._answer_read_ahead(event.index, event.top_lines):
                         await self.retrieve(event.index, event.top_lines)
-                    if core.bytes_to_send >= WRITE_THRESHOLD:
-                        await self.flush()
+                elif event is SEND_PENDING:  # WRITE_THRESHOLD gathered: out, with back-pressure
+                    await self.flush()
                 elif isinstance(event, NeedData):
                     core.receive_data(await self._recv())
                 elif isinstance(event, CloseConnection):
@@ -177,9 +181,6 @@ class POP3Session:
                     peer_ip=self.conn.peer_ip,
                 )
                 await self._after_auth(result.account, result.failure)
-            case RetrRequest(index=index, top_lines=top_lines):
-                if not self._answer_read_ahead(index, top_lines):
-                    await self.retrieve(index, top_lines)
             case Commit(deleted_indexes=deleted):
                 await self.commit(deleted)
 
@@ -238,9 +239,10 @@ class POP3Session:
         return True
 
     async def retrieve(self, index: int, top_lines: int | None) -> None:
-        # In message order, past what the last read-ahead asked for: read ahead. Messages it
-        # asked for and did not get (files) are read one by one, not asked for again.
-        if index == self._last_retrieved + 1 and index >= self._asked_until:
+        # In message order, outside what the last read-ahead asked for: read ahead. Messages
+        # it asked for and did not get (files) are read one by one, not asked for again.
+        asked = self._asked_from <= index < self._asked_until
+        if index == self._last_retrieved + 1 and not asked:
             await self._read_ahead(index)
             if self._answer_read_ahead(index, top_lines):
                 return
@@ -279,7 +281,7 @@ class POP3Session:
                 break
             wanted[i] = record.blob_id
             total += record.size
-        self._asked_until = index + len(wanted)
+        self._asked_from, self._asked_until = index, index + len(wanted)
         if not wanted:
             return
         try:

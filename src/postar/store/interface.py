@@ -432,6 +432,7 @@ def open_store_backend(
             fsync=config.store.fsync,
             group_commit_window=config.store.group_commit_window,
             inline_body_max=config.store.inline_body_max,
+            read_mmap=config.store.read_mmap,
             default_quota=config.store.default_quota,
             beside_owner=beside_owner,
             guest_only=guest_only,

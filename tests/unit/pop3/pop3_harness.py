@@ -18,6 +18,7 @@ from postar.pop3 import (
     POP3Settings,
     ResponseCode,
     RetrRequest,
+    SendPending,
     StartTLS,
 )
 
@@ -123,6 +124,8 @@ class FakeGlue:
                     self.core.commit_failed()
             case CloseConnection(reason=reason):
                 self.closed = reason
+            case SendPending():
+                pass  # feed() takes data_to_send() after every event
             case _:
                 raise AssertionError(f"unexpected event {event!r}")
 

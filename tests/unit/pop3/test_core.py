@@ -7,6 +7,7 @@ import pytest
 from postar.auth.sasl import FailureReason
 from postar.pop3 import (
     NEED_DATA,
+    SEND_PENDING,
     Commit,
     GlueError,
     LoginRequest,
@@ -416,3 +417,28 @@ def test_glue_mistakes_are_errors() -> None:
     core.receive_data(b"QUIT\r\n")
     assert core.next_event() == Commit(())
     assert core.state is State.UPDATE
+
+
+def test_pipelined_listings_wait_for_their_answers_to_be_sent() -> None:
+    # 200 pipelined LISTs of a 5,000-message maildrop would be about 8 MB of answers from
+    # 1.2 KB of input; the core stops reading commands once output_limit is waiting.
+    glue = FakeGlue(messages=[b"x\r\n"] * 5000)
+    glue.feed([b"USER mrose\r\nPASS secret\r\n"])
+    core = glue.core
+    one_answer = len(glue.feed([b"LIST\r\n"]))
+    core.receive_data(b"LIST\r\n" * 200)
+    waiting: list[int] = []
+    sent = 0
+    while True:
+        event = core.next_event()
+        if event is SEND_PENDING:
+            waiting.append(core.bytes_to_send)
+            sent += len(core.data_to_send())
+            continue
+        assert event is NEED_DATA
+        sent += len(core.data_to_send())
+        break
+    limit = TLS_SETTINGS.output_limit
+    assert sent == 200 * one_answer  # every LIST answered, in full
+    assert min(waiting) >= limit and max(waiting) < limit + one_answer
+    assert len(waiting) >= 200 * one_answer // (limit + one_answer)

@@ -286,3 +286,37 @@ async def test_bodies_in_files_are_asked_for_once_per_read_ahead(tmp_path: Path)
         assert counts.found == [0, 0, 0] and counts.blob_reads == 70
     finally:
         await s.close()
+
+
+async def test_pipelined_listings_to_a_peer_that_stops_reading_stay_bounded(
+    store: Store,
+) -> None:
+    messages = [message(n, body_lines=1) for n in range(3000)]
+    await fill_inbox(store, messages)
+    # About 30 KB of answer per LIST; 2,000 of them would be 60 MB from 12 KB of input.
+    conn = StandInConnection([LOGIN + b"LIST\r\n" * 2000], reads_up_to=200)
+    task = asyncio.create_task(pop3_server(store).handle(conn))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(conn.blocked.wait(), 30)
+        for _ in range(20):  # every chance to write more than it should
+            await asyncio.sleep(0)
+        one_answer = 40 * 1024  # "+OK", 3,000 lines of "n size", "."
+        assert conn.most_undrained <= WRITE_THRESHOLD + one_answer
+    finally:
+        task.cancel()
+
+
+async def test_read_ahead_starts_again_when_the_client_goes_back(store: Store) -> None:
+    # A sweep of TOP n 0, then a sweep of RETR: both read ahead, 32 messages a call. The
+    # first RETR, a jump back, is read on its own; the second finds the order again.
+    messages = [message(n, body_lines=20) for n in range(64)]
+    await fill_inbox(store, messages)
+    counts = CountingStore(store)
+    tops = b"".join(b"TOP %d 0\r\n" % n for n in range(1, 65))
+    answers = await download(store, tops + retrs(range(1, 65)))
+    assert answers.endswith(
+        b"".join(retr_answer(m) for m in messages)
+        + b"+OK Postar POP3 server signing off (64 messages left)\r\n"
+    )
+    assert counts.whole_calls == [READ_AHEAD_COUNT] * 3 + [READ_AHEAD_COUNT - 1]
+    assert counts.blob_reads == 1

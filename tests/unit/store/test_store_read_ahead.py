@@ -287,3 +287,50 @@ async def test_not_open_store_refuses_reads(tmp_path: Path) -> None:
     ):
         with pytest.raises(StoreError, match="not open"):
             await call
+
+
+# ---- readers map the database ([store] read_mmap) -------------------------------------------
+@pytest.mark.parametrize("read_mmap", [True, False])
+async def test_readers_map_the_database_unless_turned_off(tmp_path: Path, read_mmap: bool) -> None:
+    store = SQLiteStore(tmp_path / "data", fsync=False, read_mmap=read_mmap)
+    async with opened(store) as s:
+        alice = await account_named(s)
+        raw, _ = make_message("mapped")
+        blob_id = await deliver(s, alice, raw)
+        assert await s.read_blob(blob_id) == raw
+        [mapped] = s._reader().execute("PRAGMA mmap_size").fetchone()
+        assert (mapped > 0) is read_mmap
+
+
+def test_config_read_mmap_reaches_the_store(tmp_path: Path) -> None:
+    from postar.config import load_config
+    from postar.store.interface import open_store_backend
+
+    assert load_config(None).store.read_mmap is True
+    path = tmp_path / "postar.toml"
+    path.write_text("[store]\nread_mmap = false\n")
+    store = open_store_backend(load_config(path))  # built, not opened
+    assert isinstance(store, SQLiteStore) and store.read_mmap is False
+
+
+# ---- a failing database fails the read as a StoreError ------------------------------------------
+async def test_a_database_error_is_a_store_error(
+    store: SQLiteStore, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw, _ = make_message("busy")
+    blob_id = await deliver(store, alice, raw)
+
+    def failing(*_args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    from postar.store.sqlite import rows
+
+    monkeypatch.setattr(rows, "stored_body", failing)
+    monkeypatch.setattr(rows, "stored_bodies", failing)
+    # The POP3 and IMAP glues catch StoreError and answer -ERR / NO; a raw sqlite3 error
+    # would end the session without an answer.
+    with pytest.raises(StoreError, match="database is locked") as caught:
+        await store.read_blob(blob_id, size=len(raw))
+    assert not isinstance(caught.value, NotFound)
+    with pytest.raises(StoreError, match="database is locked"):
+        await store.read_whole_blobs([blob_id])

@@ -85,12 +85,19 @@ FILE_BLOB_IDS = "SELECT id FROM blobs WHERE num NOT IN (SELECT num FROM blob_bod
 WRITER_LOCK_NAME = "postar.writer"  # writers of all processes take turns on it (turns.py)
 # Bodies up to this size are stored in the database ([store] inline_body_max).
 INLINE_BODY_MAX = 64 * 1024
-# Readers map the database file instead of copying its pages through read() into a cache of
-# their own (2 MB by default, far less than the bodies a POP3 download or an IMAP FETCH goes
-# through): about half the cost of reading a 4 KB body, and the pages are the kernel's page
-# cache, shared by every reader and process. SQLite caps it at its build's limit (2 GiB on
-# Debian); beyond that, and for pages still in the WAL, it reads as before. Writers do not
-# map: SQLite then writes with write(), which the maps see (a unified buffer cache).
+# Readers map the database file ([store] read_mmap) instead of copying its pages through
+# read() into a cache of their own (2 MB by default, far less than the bodies a POP3 download
+# or an IMAP FETCH goes through): about half the cost of reading a 4 KB body, and the pages
+# are the kernel's page cache, shared by every reader and process. SQLite caps the size at
+# its build's limit (2 GiB by default; a build may set 0, which turns mapping off); beyond
+# it, and for pages still in the WAL, it reads as before. Writers do not map: SQLite then
+# writes with write(), which the maps see (Linux has one page cache for both).
+# The price, why it can be turned off:
+# - an I/O error on a mapped page raises SIGBUS and stops the whole process (every session),
+#   where read() fails one request;
+# - pages a reader has touched count in the process's resident memory (they are the page
+#   cache's, shared and reclaimable, but RSS-based limits see them), and every reader
+#   connection reserves address space the size of the database (matters under ulimit -v).
 READ_MMAP_SIZE = 1 << 31
 
 
@@ -119,6 +126,7 @@ class SQLiteBase(Store):
         fsync: bool = True,
         group_commit_window: float = 0.0,
         inline_body_max: int = INLINE_BODY_MAX,
+        read_mmap: bool = True,
         default_quota: int = 0,
         readers: int = 4,
         beside_owner: bool = False,
@@ -135,6 +143,7 @@ class SQLiteBase(Store):
         self.fsync = fsync
         self.group_commit_window = group_commit_window
         self.inline_body_max = inline_body_max
+        self.read_mmap = read_mmap
         # The serving process keeps the full-text index current (indexer.py); a guest never.
         self.index_in_background = index_in_background
         self._indexer: asyncio.Task[None] | None = None
@@ -177,7 +186,8 @@ class SQLiteBase(Store):
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.fsync else 'NORMAL'}")
         if readonly:
             conn.execute("PRAGMA query_only = ON")
-            conn.execute(f"PRAGMA mmap_size = {READ_MMAP_SIZE}")
+            if self.read_mmap:
+                conn.execute(f"PRAGMA mmap_size = {READ_MMAP_SIZE}")
         return conn
 
     async def open(self) -> None:

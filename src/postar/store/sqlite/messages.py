@@ -315,8 +315,13 @@ class MessageOps(SQLiteBase):
     def _stored_body(
         self, blob_id: str, start: int, length: int | None, size: int | None
     ) -> bytes | None:
+        if self._executor is None:  # closed while a file read was awaited
+            raise StoreError("store is not open")
         self._active = time.monotonic()
-        return rows.stored_body(self._reader(), blob_id, start, length, size)
+        try:
+            return rows.stored_body(self._reader(), blob_id, start, length, size)
+        except sqlite3.Error as exc:  # busy past the timeout, an I/O error: this read fails
+            raise StoreError(f"reading blob {blob_id}: {exc}") from exc
 
     async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
         # The bodies stored in the database, in one statement on the loop's thread: a few
@@ -327,7 +332,10 @@ class MessageOps(SQLiteBase):
         if not wanted:
             return {}
         self._active = time.monotonic()
-        return rows.stored_bodies(self._reader(), wanted)
+        try:
+            return rows.stored_bodies(self._reader(), wanted)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {len(wanted)} blobs: {exc}") from exc
 
     async def set_flags(
         self,
