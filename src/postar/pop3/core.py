@@ -464,9 +464,11 @@ class POP3Connection:
         self._out += encoder.feed(chunk)
         return not encoder.done
 
-    def message(self, data: bytes) -> None:
+    def message(self, data: bytes, dot_lines: bool | None = None) -> None:
         """The whole requested message in one piece: what message_data(data) and then
-        message_end() do, in one call. The glue's path for a small message it read whole."""
+        message_end() do, in one call. The glue's path for a small message it read whole.
+        dot_lines: whether a line of data starts with "." (mime.dotlines), if the glue knows;
+        False skips the scan for them."""
         self._expect(Pending.MESSAGE)
         if self._top_lines is not None or self._message_started:
             self.message_data(data)
@@ -475,7 +477,7 @@ class POP3Connection:
         # RETR (RFC 1939 section 7): the octet count is the message's size in the maildrop.
         out = self._out
         out += b"+OK %d octets\r\n" % self._sizes[self._message_index]
-        out += dot_stuff(data, True)
+        out += data if dot_lines is False else dot_stuff(data, True)
         out += terminator(data)
         self._pending = None
 

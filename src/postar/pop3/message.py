@@ -11,19 +11,13 @@
 
 from __future__ import annotations
 
-import re
-
-# A line that starts with "." inside a chunk. re's search finds it in about half the time
-# bytes.find(b"\n.") takes (CPython's two-byte search steps nearly byte by byte through
-# text, where "\n" and "." are both common), and most messages have none, so the search
-# usually is all the stuffing costs.
-_DOT_LINE = re.compile(rb"\n\.")
+from postar.mime.dotlines import DOT_LINE
 
 
 def dot_stuff(chunk: bytes, at_line_start: bool) -> bytes:
     """chunk with a "." added before every line that starts with "."; at_line_start: the
     chunk's first byte starts a line."""
-    out = chunk.replace(b"\n.", b"\n..") if _DOT_LINE.search(chunk) else chunk
+    out = chunk.replace(b"\n.", b"\n..") if DOT_LINE.search(chunk) else chunk
     if at_line_start and chunk[:1] == b".":
         out = b"." + out
     return out

@@ -48,7 +48,7 @@ from postar.pop3.events import (
 )
 from postar.pop3.replies import ResponseCode, auth_failure_reply
 from postar.store.interface import StoreError
-from postar.store.model import Account, MessageRecord
+from postar.store.model import Account, MessageRecord, WholeBody
 
 if TYPE_CHECKING:
     from postar.app import Services
@@ -89,7 +89,7 @@ class POP3Session:
         self.messages: list[MessageRecord] = []
         # Bodies read ahead of a download in message order (see _read_ahead), by index; at
         # most READ_AHEAD_BYTES. The previous RETR's index tells whether the order holds.
-        self._ahead: dict[int, bytes] = {}
+        self._ahead: dict[int, WholeBody] = {}
         self._last_retrieved = -1
         self._asked_from = self._asked_until = 0  # what the last read-ahead asked for
         limits = self.services.config.limits
@@ -235,7 +235,7 @@ class POP3Session:
         if body is None:
             return False
         self._last_retrieved = index
-        self.core.message(body)
+        self.core.message(body.data, body.dot_lines)
         return True
 
     async def retrieve(self, index: int, top_lines: int | None) -> None:

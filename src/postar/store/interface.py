@@ -34,6 +34,7 @@ from postar.store.model import (
     QueuedRecipient,
     QueueEntry,
     ScramSecrets,
+    WholeBody,
 )
 
 
@@ -243,11 +244,12 @@ class Store(abc.ABC):
         body's whole size, where the caller knows it (MessageRecord.size), so that a backend
         can tell where the body lives without asking. It must be the size of the body."""
 
-    async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
+    async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, WholeBody]:
         """The whole bodies of several small blobs, for a reader going through many messages
         in order (a POP3 download reads ahead with it). A backend returns those it can read
         together more cheaply than one by one, and may leave any out; the caller reads those
-        with read_blob(). The caller bounds the sizes: every body asked for is read whole."""
+        with read_blob(). The caller bounds the sizes: every body asked for is read whole.
+        Each comes with whether a line of it starts with "." (None if not known)."""
         return {}
 
     @abc.abstractmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 # RFC 9051 2.3.2 system flags. Keywords are any other atom; stored as given, compared
 # case-insensitively for system flags only.
@@ -71,6 +72,13 @@ class Mailbox:
     # A placeholder that keeps the hierarchy after its own deletion (RFC 9051 6.3.4): it has
     # children, holds no messages and cannot be selected until created again.
     noselect: bool = False
+
+
+class WholeBody(NamedTuple):
+    """A stored body read whole (Store.read_whole_blobs), with what the store knows of it."""
+
+    data: bytes
+    dot_lines: bool | None  # a line starts with "." (mime/dotlines.py); None: not known
 
 
 @dataclass(frozen=True)

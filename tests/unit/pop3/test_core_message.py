@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postar.mime.dotlines import has_dot_lines
 from postar.pop3 import (
     NEED_DATA,
     Commit,
@@ -405,3 +406,16 @@ def test_message_matches_chunked_message_data(
         assert status == TOP_STATUS.rstrip(b"\r\n")
         assert message == as_read(top_part(body, top))
         assert body.startswith(top_part(body, top))
+
+
+@pytest.mark.parametrize("body", [b"plain\r\nlines\r\n", b"x\r\n.dot\r\n", b".first\r\n", b""])
+def test_message_with_dot_lines_known_gives_the_same_answer(body: bytes) -> None:
+    answers = []
+    for known in (None, has_dot_lines(body)):
+        core = logged_in([len(body)])
+        core.receive_data(b"RETR 1\r\n")
+        assert isinstance(core.next_event(), RetrRequest)
+        core.data_to_send()
+        core.message(body, known)
+        answers.append(core.data_to_send())
+    assert answers[0] == answers[1]

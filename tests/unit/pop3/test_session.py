@@ -7,6 +7,8 @@ either returns or blocks, as net.Connection's does above its write high-water ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,3 +322,14 @@ async def test_read_ahead_starts_again_when_the_client_goes_back(store: Store) -
     )
     assert counts.whole_calls == [READ_AHEAD_COUNT] * 3 + [READ_AHEAD_COUNT - 1]
     assert counts.blob_reads == 1
+
+
+async def test_bodies_whose_dot_lines_are_not_known_are_still_stuffed(store: Store) -> None:
+    # Bodies stored before schema v6 carry no dot_lines answer; the core scans them.
+    messages = [message(n, body_lines=5) for n in range(10)]
+    await fill_inbox(store, messages)
+    assert isinstance(store, SQLiteStore)
+    with contextlib.closing(sqlite3.connect(store.db_path)) as db, db:
+        db.execute("UPDATE blob_bodies SET dot_lines = NULL")
+    answers = await download(store, retrs(range(1, 11)))
+    assert answers.startswith(b"".join(retr_answer(m) for m in messages))

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from postar.mime.dotlines import has_dot_lines
 from postar.mime.parser import parse_message
 from postar.store.interface import NotFound, StoreError
 from postar.store.model import Account, DeliveryTarget
@@ -50,6 +51,14 @@ async def deliver(store: SQLiteStore, account: Account, raw: bytes) -> str:
     assert record.size == len(raw)
     assert record.blob_id == blob_id_of(raw)
     return record.blob_id
+
+
+async def whole(store: SQLiteStore, blob_ids: Sequence[str]) -> dict[str, bytes]:
+    """read_whole_blobs' bodies by id; each says rightly whether a line starts with "."."""
+    found = await store.read_whole_blobs(blob_ids)
+    for body in found.values():
+        assert body.dot_lines == has_dot_lines(body.data)
+    return {blob_id: body.data for blob_id, body in found.items()}
 
 
 @pytest.fixture
@@ -88,12 +97,12 @@ async def test_read_whole_blobs_gives_the_row_bodies_and_leaves_out_files(
     rows = {name for name in raws if name != "over-limit"}
     assert row_ids(store.db_path) == {ids[name] for name in rows}
     assert file_ids(store.data_dir) == {ids["over-limit"]}
-    got = await store.read_whole_blobs(list(ids.values()))
+    got = await whole(store, list(ids.values()))
     assert got == {ids[name]: raws[name] for name in rows}
     # One at a time, and the file on its own: still only rows.
     for name in rows:
-        assert await store.read_whole_blobs([ids[name]]) == {ids[name]: raws[name]}
-    assert await store.read_whole_blobs([ids["over-limit"]]) == {}
+        assert await whole(store, [ids[name]]) == {ids[name]: raws[name]}
+    assert await whole(store, [ids["over-limit"]]) == {}
 
 
 async def test_read_whole_blobs_of_nothing_and_unknown_ids(
@@ -101,10 +110,10 @@ async def test_read_whole_blobs_of_nothing_and_unknown_ids(
 ) -> None:
     raw, _ = make_message("known")
     known = await deliver(store, alice, raw)
-    assert await store.read_whole_blobs([]) == {}
-    assert await store.read_whole_blobs([UNKNOWN]) == {}
-    assert await store.read_whole_blobs(["not a blob id", ""]) == {}
-    assert await store.read_whole_blobs((UNKNOWN, known, "x")) == {known: raw}
+    assert await whole(store, []) == {}
+    assert await whole(store, [UNKNOWN]) == {}
+    assert await whole(store, ["not a blob id", ""]) == {}
+    assert await whole(store, (UNKNOWN, known, "x")) == {known: raw}
 
 
 async def test_read_whole_blobs_with_duplicate_ids(store: SQLiteStore, alice: Account) -> None:
@@ -112,14 +121,14 @@ async def test_read_whole_blobs_with_duplicate_ids(store: SQLiteStore, alice: Ac
     second, _ = make_message("second")
     a = await deliver(store, alice, first)
     b = await deliver(store, alice, second)
-    got = await store.read_whole_blobs([a, a, b, UNKNOWN, a, b, UNKNOWN])
+    got = await whole(store, [a, a, b, UNKNOWN, a, b, UNKNOWN])
     assert got == {a: first, b: second}
 
 
 async def test_read_whole_blobs_of_an_empty_body(store: SQLiteStore, alice: Account) -> None:
     blob_id = await deliver(store, alice, b"")
     assert row_ids(store.db_path) == {blob_id}
-    assert await store.read_whole_blobs([blob_id]) == {blob_id: b""}
+    assert await whole(store, [blob_id]) == {blob_id: b""}
     assert await store.read_blob(blob_id) == b""
     assert await store.read_blob(blob_id, 0, 10, size=0) == b""
 
@@ -133,10 +142,10 @@ async def test_read_whole_blobs_past_the_statement_chunk(
     ids = await asyncio.gather(*(deliver(store, alice, raw) for raw in raws))
     assert len(set(ids)) == count
     expected = dict(zip(ids, raws, strict=True))
-    assert await store.read_whole_blobs(ids) == expected
+    assert await whole(store, ids) == expected
     # Unknown ids and duplicates spread over the chunks change nothing.
     mixed = [UNKNOWN, *ids[::-1], *ids[: CHUNK + 3], UNKNOWN]
-    assert await store.read_whole_blobs(mixed) == expected
+    assert await whole(store, mixed) == expected
 
 
 async def test_read_whole_blobs_with_every_body_a_file(tmp_path: Path) -> None:
@@ -146,7 +155,7 @@ async def test_read_whole_blobs_with_every_body_a_file(tmp_path: Path) -> None:
         ids = [await deliver(store, alice, raw) for raw in raws.values()]
         assert row_ids(store.db_path) == set()
         assert file_ids(store.data_dir) == set(ids)
-        assert await store.read_whole_blobs(ids) == {}
+        assert await whole(store, ids) == {}
         # Each still reads whole through read_blob, with or without its size.
         for blob_id, raw in zip(ids, raws.values(), strict=True):
             assert await store.read_blob(blob_id) == raw
@@ -217,14 +226,14 @@ async def test_a_file_body_reads_after_the_limit_was_raised(tmp_path: Path) -> N
         for start, length in ranges(len(small)):
             expected = small[start:] if length is None else small[start : start + length]
             assert await store.read_blob(blob_id, start, length, size=len(small)) == expected
-        assert await store.read_whole_blobs([blob_id]) == {}
+        assert await whole(store, [blob_id]) == {}
         # A body delivered now is a row, and both are read together as before.
         alice = await store.get_account("alice@example.org")
         assert alice is not None
         new, _ = make_message("small now")
         new_id = await deliver(store, alice, new)
         assert row_ids(store.db_path) == {new_id}
-        assert await store.read_whole_blobs([blob_id, new_id]) == {new_id: new}
+        assert await whole(store, [blob_id, new_id]) == {new_id: new}
 
 
 async def _row_body_under_a_lowered_limit(data: Path) -> tuple[SQLiteStore, str, bytes]:
@@ -247,7 +256,7 @@ async def test_a_row_body_reads_after_the_limit_was_lowered(tmp_path: Path) -> N
         assert file_ids(store.data_dir) == set()
         assert await store.read_blob(blob_id) == raw
         assert await store.read_blob(blob_id, 100, 50) == raw[100:150]
-        assert await store.read_whole_blobs([blob_id]) == {blob_id: raw}
+        assert await whole(store, [blob_id]) == {blob_id: raw}
     finally:
         await store.close()
 
@@ -276,7 +285,7 @@ async def test_not_open_store_refuses_reads(tmp_path: Path) -> None:
         alice = await account_named(store)
         raw, _ = make_message("then closed")
         blob_id = await deliver(store, alice, raw)
-        assert await store.read_whole_blobs([blob_id]) == {blob_id: raw}
+        assert await whole(store, [blob_id]) == {blob_id: raw}
     # Closed: refused as before it was opened, even for a body it has read.
     for call in (
         store.read_whole_blobs([blob_id]),
@@ -334,3 +343,20 @@ async def test_a_database_error_is_a_store_error(
     assert not isinstance(caught.value, NotFound)
     with pytest.raises(StoreError, match="database is locked"):
         await store.read_whole_blobs([blob_id])
+
+
+# ---- lines starting with "." are known from delivery (schema v6) -----------------------------
+async def test_dot_lines_are_recorded_at_delivery_and_unknown_before_v6(
+    store: SQLiteStore, alice: Account
+) -> None:
+    plain, _ = make_message("no dot lines")
+    dotted = plain.replace(b"\r\n\r\n", b"\r\n\r\n.starts with a dot\r\n", 1)
+    plain_id, dotted_id = await deliver(store, alice, plain), await deliver(store, alice, dotted)
+    assert not has_dot_lines(plain) and has_dot_lines(dotted)
+    found = await store.read_whole_blobs([plain_id, dotted_id])
+    assert found[plain_id].dot_lines is False and found[dotted_id].dot_lines is True
+    # A body stored before v6 has no answer: the reader scans it as before.
+    with contextlib.closing(sqlite3.connect(store.db_path)) as db, db:
+        db.execute("UPDATE blob_bodies SET dot_lines = NULL")
+    found = await store.read_whole_blobs([plain_id, dotted_id])
+    assert found[plain_id] == (plain, None) and found[dotted_id] == (dotted, None)

@@ -25,6 +25,7 @@ from postar.store.model import (
     FlagMode,
     MailboxDelta,
     MessageRecord,
+    WholeBody,
 )
 from postar.store.sqlite import ops, rows
 from postar.store.sqlite.base import SQLiteBase
@@ -323,7 +324,7 @@ class MessageOps(SQLiteBase):
         except sqlite3.Error as exc:  # busy past the timeout, an I/O error: this read fails
             raise StoreError(f"reading blob {blob_id}: {exc}") from exc
 
-    async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
+    async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, WholeBody]:
         # The bodies stored in the database, in one statement on the loop's thread: a few
         # microseconds a body, against several for a statement each. Files are left out.
         if self._executor is None:

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from postar.mime.dotlines import has_dot_lines
 from postar.store.interface import (
     AlreadyExists,
     MailboxNotSelectable,
@@ -186,7 +187,10 @@ def add_blob_ref(
             (blob_id, size, count, parsed),
         )[0]
         if inline is not None:
-            tx.execute("INSERT INTO blob_bodies (num, body) VALUES (?, ?)", (num, inline))
+            tx.execute(
+                "INSERT INTO blob_bodies (num, body, dot_lines) VALUES (?, ?, ?)",
+                (num, inline, has_dot_lines(inline)),
+            )
         needs_index = parsed is not None
     else:
         num = row[0]

@@ -17,6 +17,7 @@ from postar.store.model import (
     QueuedRecipient,
     QueueEntry,
     ScramSecrets,
+    WholeBody,
 )
 
 # SQLite's default limit on bound parameters is 32766 since 3.32; stay well below it.
@@ -240,18 +241,18 @@ def stored_body(
     return value
 
 
-def stored_bodies(conn: sqlite3.Connection, blob_ids: Sequence[str]) -> dict[str, bytes]:
+def stored_bodies(conn: sqlite3.Connection, blob_ids: Sequence[str]) -> dict[str, WholeBody]:
     """The whole bodies of those of blob_ids kept in blob_bodies, by id; one statement per
     CHUNK ids (SQLite's limit on parameters), each its own snapshot."""
-    found: dict[str, bytes] = {}
+    found: dict[str, WholeBody] = {}
     for part in chunks(blob_ids):
         marks = ",".join("?" * len(part))
-        for blob_id, body in conn.execute(
-            "SELECT b.id, s.body FROM blobs b JOIN blob_bodies s ON s.num = b.num "
+        for blob_id, body, dot_lines in conn.execute(
+            "SELECT b.id, s.body, s.dot_lines FROM blobs b JOIN blob_bodies s ON s.num = b.num "
             f"WHERE b.id IN ({marks})",
             part,
         ):
             if not isinstance(body, bytes):  # STRICT table: only a damaged file gets here
                 raise StoreError(f"the stored body of blob {blob_id} is not a BLOB")
-            found[blob_id] = body
+            found[blob_id] = WholeBody(body, None if dot_lines is None else bool(dot_lines))
     return found

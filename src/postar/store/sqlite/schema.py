@@ -179,7 +179,14 @@ CREATE VIRTUAL TABLE blob_text USING fts5(
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6 = """
+-- Whether a body stored in the database has a line starting with "." (1) or not (0), as
+-- SMTP DATA and POP3 RETR must stuff such lines (mime/dotlines.py): known at delivery, a
+-- download skips scanning every byte for them. NULL: stored before v6, so not known.
+ALTER TABLE blob_bodies ADD COLUMN dot_lines INTEGER;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
