@@ -474,11 +474,9 @@ class POP3Connection:
             self.message_data(data)
             self.message_end()
             return
-        # RETR (RFC 1939 section 7): the octet count is the message's size in the maildrop.
-        out = self._out
-        out += b"+OK %d octets\r\n" % self._sizes[self._message_index]
-        out += data if dot_lines is False else dot_stuff(data, True)
-        out += terminator(data)
+        self._message_status()
+        self._out += data if dot_lines is False else dot_stuff(data, True)
+        self._out += terminator(data)
         self._pending = None
 
     def message_end(self) -> None:

@@ -366,6 +366,18 @@ class SQLiteBase(Store):
         self._active = time.monotonic()
         return self._run_read(fn)
 
+    def _read_statement(self, fn: Callable[[sqlite3.Connection], T], what: str) -> T:
+        """Like _read_point, for a call that runs one statement: no BEGIN/COMMIT (a single
+        statement is its own snapshot), and a database error (busy past the timeout, an I/O
+        error) is a StoreError, which the glues answer with -ERR or NO."""
+        if self._executor is None:
+            raise StoreError("store is not open")
+        self._active = time.monotonic()
+        try:
+            return fn(self._reader())
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {what}: {exc}") from exc
+
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise StoreError("store is not open")

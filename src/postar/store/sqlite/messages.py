@@ -316,13 +316,9 @@ class MessageOps(SQLiteBase):
     def _stored_body(
         self, blob_id: str, start: int, length: int | None, size: int | None
     ) -> bytes | None:
-        if self._executor is None:  # closed while a file read was awaited
-            raise StoreError("store is not open")
-        self._active = time.monotonic()
-        try:
-            return rows.stored_body(self._reader(), blob_id, start, length, size)
-        except sqlite3.Error as exc:  # busy past the timeout, an I/O error: this read fails
-            raise StoreError(f"reading blob {blob_id}: {exc}") from exc
+        return self._read_statement(
+            lambda conn: rows.stored_body(conn, blob_id, start, length, size), f"blob {blob_id}"
+        )
 
     async def read_whole_blobs(self, blob_ids: Sequence[str]) -> dict[str, WholeBody]:
         # The bodies stored in the database, in one statement on the loop's thread: a few
@@ -332,11 +328,9 @@ class MessageOps(SQLiteBase):
         wanted = list(dict.fromkeys(blob_ids))
         if not wanted:
             return {}
-        self._active = time.monotonic()
-        try:
-            return rows.stored_bodies(self._reader(), wanted)
-        except sqlite3.Error as exc:
-            raise StoreError(f"reading {len(wanted)} blobs: {exc}") from exc
+        return self._read_statement(
+            lambda conn: rows.stored_bodies(conn, wanted), f"{len(wanted)} blobs"
+        )
 
     async def set_flags(
         self,
